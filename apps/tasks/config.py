@@ -1,0 +1,267 @@
+"""Typed configuration of the task layer, turned into Django settings.
+
+Nothing here imports Django: ``project/settings.py`` builds a ``TaskConfig`` and
+merges ``to_django_settings()`` into its namespace. Invalid values fail in the
+models' own validation, so a bad configuration stops settings from loading
+with a message that names the field.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from importlib import import_module
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .redis_urls import MAX_DB, RedisURLError, mask_url, validate_redis_url, with_db
+
+#: Queues every deployment has; user queues are added after them.
+BUILTIN_QUEUES: tuple[str, ...] = ("default", "high", "low", "knowledge")
+
+#: dramatiq's own defaults. A broker given a middleware list drops them, so we always merge.
+DRAMATIQ_DEFAULT_MIDDLEWARE: tuple[str, ...] = (
+    "dramatiq.middleware.AgeLimit",
+    "dramatiq.middleware.TimeLimit",
+    "dramatiq.middleware.ShutdownNotifications",
+    "dramatiq.middleware.Callbacks",
+    "dramatiq.middleware.Pipelines",
+    "dramatiq.middleware.Retries",
+)
+
+#: What this app adds after dramatiq's defaults: Django DB connections closed per message.
+PROJECT_MIDDLEWARE: tuple[str, ...] = ("django_dramatiq.middleware.DbConnectionsMiddleware",)
+
+PROMETHEUS_MIDDLEWARE = "dramatiq.middleware.prometheus.Prometheus"
+
+BROKER_CLASS = "apps.tasks.broker.RedisBroker"
+STUB_BROKER_CLASS = "dramatiq.brokers.stub.StubBroker"
+
+# Same rule as dramatiq.actor (queue names are checked there only when an actor is declared).
+_QUEUE_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
+_RESERVED_QUEUE_SUFFIXES = (".DQ", ".XQ")
+_KEY_PREFIX_RE = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+class TaskBackend(str, Enum):
+    DRAMATIQ = "dramatiq"
+
+
+def _import_path(path: str) -> Any:
+    module_path, _, name = path.rpartition(".")
+    if not module_path:
+        raise ValueError(f"{path!r} is not a dotted import path")
+    try:
+        module = import_module(module_path)
+    except ImportError as exc:
+        raise ValueError(f"{path!r} does not import: {exc}") from None
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ValueError(f"{path!r} does not import: module {module_path!r} has no {name!r}") from None
+
+
+class DramatiqConfig(BaseModel):
+    """The broker, its Redis connection and the worker pool.
+
+    Times ending in ``_ms`` are milliseconds, as dramatiq counts them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_db: int = Field(default=2, ge=0, le=MAX_DB)
+    redis_key_prefix: str = "dramatiq"
+    processes: int = Field(default=2, ge=1)
+    threads: int = Field(default=4, ge=1)
+    queues: tuple[str, ...] = BUILTIN_QUEUES
+    #: Extra middleware (dotted paths), added after dramatiq's defaults and ours.
+    middleware: tuple[str, ...] = ()
+    prometheus_enabled: bool = False
+
+    # Redis connection options for the broker's pool.
+    max_connections: int = Field(default=50, ge=1)
+    socket_connect_timeout: float = Field(default=5.0, gt=0)
+    socket_timeout: float = Field(default=10.0, gt=0)
+    socket_keepalive: bool = True
+    retry_on_timeout: bool = True
+    health_check_interval: int = Field(default=30, ge=0)
+
+    # Broker behaviour.
+    heartbeat_timeout_ms: int = Field(default=60_000, ge=1_000)
+    dead_message_ttl_ms: int = Field(default=7 * 86_400_000, ge=1_000)
+    worker_shutdown_timeout_ms: int = Field(default=60_000, ge=1_000)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        try:
+            return validate_redis_url(value)
+        except RedisURLError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("redis_key_prefix")
+    @classmethod
+    def _check_key_prefix(cls, value: str) -> str:
+        if not _KEY_PREFIX_RE.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a usable key prefix: use letters, digits and _ . : - (no spaces)"
+            )
+        return value
+
+    @field_validator("queues")
+    @classmethod
+    def _check_queues(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        duplicates = sorted({name for name in value if name in seen or seen.add(name)})
+        if duplicates:
+            raise ValueError(f"duplicate queue names: {', '.join(duplicates)}")
+        for name in value:
+            if not _QUEUE_NAME_RE.fullmatch(name):
+                raise ValueError(
+                    f"queue name {name!r} is refused by dramatiq: it must start with a letter or an "
+                    "underscore followed by letters, digits, dots, dashes or underscores"
+                )
+            if name.endswith(_RESERVED_QUEUE_SUFFIXES):
+                raise ValueError(f"queue name {name!r} ends with a suffix dramatiq reserves (.DQ, .XQ)")
+        return BUILTIN_QUEUES + tuple(name for name in value if name not in BUILTIN_QUEUES)
+
+    @field_validator("middleware")
+    @classmethod
+    def _check_middleware(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from dramatiq import Middleware
+
+        for path in value:
+            obj = _import_path(path)
+            if not (isinstance(obj, type) and issubclass(obj, Middleware)):
+                raise ValueError(f"{path!r} is not a dramatiq Middleware class")
+        return value
+
+    @model_validator(mode="after")
+    def _check_prometheus(self) -> DramatiqConfig:
+        if self.prometheus_enabled:
+            try:
+                _import_path(PROMETHEUS_MIDDLEWARE)
+            except ValueError as exc:
+                raise ValueError(
+                    f"prometheus_enabled needs the prometheus extra (pip install 'dramatiq[prometheus]'): {exc}"
+                ) from None
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        """The user's URL, selecting ``redis_db`` whatever database it named."""
+        return with_db(self.redis_url, self.redis_db)
+
+    def resolved_middleware(self) -> list[str]:
+        """dramatiq's defaults, then ours, then Prometheus if on, then the user's; each once."""
+        ordered = [*DRAMATIQ_DEFAULT_MIDDLEWARE, *PROJECT_MIDDLEWARE]
+        if self.prometheus_enabled:
+            ordered.append(PROMETHEUS_MIDDLEWARE)
+        ordered.extend(self.middleware)
+        return list(dict.fromkeys(ordered))
+
+    def broker_options(self) -> dict[str, Any]:
+        return {
+            "url": self.broker_url,
+            "namespace": self.redis_key_prefix,
+            "heartbeat_timeout": self.heartbeat_timeout_ms,
+            "dead_message_ttl": self.dead_message_ttl_ms,
+            "max_connections": self.max_connections,
+            "socket_connect_timeout": self.socket_connect_timeout,
+            "socket_timeout": self.socket_timeout,
+            "socket_keepalive": self.socket_keepalive,
+            "retry_on_timeout": self.retry_on_timeout,
+            "health_check_interval": self.health_check_interval,
+        }
+
+
+class TaskConfig(BaseModel):
+    """Everything the task layer needs; ``to_django_settings()`` produces the Django settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    backend: TaskBackend = TaskBackend.DRAMATIQ
+    dramatiq: DramatiqConfig = Field(default_factory=DramatiqConfig)
+    auto_discover_tasks: bool = True
+    task_modules: tuple[str, ...] = ("tasks",)
+    cache_redis_db: int = Field(default=0, ge=0, le=MAX_DB)
+    session_redis_db: int = Field(default=1, ge=0, le=MAX_DB)
+    cache_key_prefix: str = ""
+
+    @field_validator("task_modules")
+    @classmethod
+    def _check_task_modules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name):
+                raise ValueError(f"{name!r} is not a module name")
+        return value
+
+    @model_validator(mode="after")
+    def _check_db_isolation(self) -> TaskConfig:
+        dbs = {
+            "dramatiq.redis_db": self.dramatiq.redis_db,
+            "cache_redis_db": self.cache_redis_db,
+            "session_redis_db": self.session_redis_db,
+        }
+        if len(set(dbs.values())) != len(dbs):
+            shown = ", ".join(f"{name}={db}" for name, db in dbs.items())
+            raise ValueError(f"the broker, cache and sessions must use different Redis databases ({shown})")
+        return self
+
+    @property
+    def masked_broker_url(self) -> str:
+        return mask_url(self.dramatiq.broker_url)
+
+    def _cache(self, db: int) -> dict[str, Any]:
+        dramatiq = self.dramatiq
+        return {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": with_db(dramatiq.redis_url, db),
+            "KEY_PREFIX": self.cache_key_prefix,
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": dramatiq.socket_connect_timeout,
+                "SOCKET_TIMEOUT": dramatiq.socket_timeout,
+                "CONNECTION_POOL_KWARGS": {
+                    "max_connections": dramatiq.max_connections,
+                    "retry_on_timeout": dramatiq.retry_on_timeout,
+                    "socket_keepalive": dramatiq.socket_keepalive,
+                    "health_check_interval": dramatiq.health_check_interval,
+                },
+            },
+        }
+
+    def to_django_settings(self) -> dict[str, Any]:
+        """The settings a Django project merges: broker, discovery, caches and sessions."""
+        if self.enabled:
+            broker = {
+                "BROKER": BROKER_CLASS,
+                "OPTIONS": self.dramatiq.broker_options(),
+                "MIDDLEWARE": self.dramatiq.resolved_middleware(),
+            }
+        else:
+            # Disabled: nothing may talk to Redis on the broker's behalf.
+            broker = {"BROKER": STUB_BROKER_CLASS, "OPTIONS": {}, "MIDDLEWARE": list(DRAMATIQ_DEFAULT_MIDDLEWARE)}
+        return {
+            "TASK_CONFIG": self,
+            "DRAMATIQ_BROKER": broker,
+            "DRAMATIQ_AUTODISCOVER_MODULES": list(self.task_modules) if self.auto_discover_tasks else [],
+            "DRAMATIQ_TASKS_DATABASE": "default",
+            "CACHES": {
+                "default": self._cache(self.cache_redis_db),
+                "sessions": self._cache(self.session_redis_db),
+            },
+            "SESSION_ENGINE": "django.contrib.sessions.backends.cache",
+            "SESSION_CACHE_ALIAS": "sessions",
+        }
+
+
+def get_task_config() -> TaskConfig:
+    """The project's ``TASK_CONFIG`` setting, or the defaults when it has none."""
+    from django.conf import settings
+
+    config = getattr(settings, "TASK_CONFIG", None)
+    return config if isinstance(config, TaskConfig) else TaskConfig()

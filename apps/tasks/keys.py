@@ -1,0 +1,43 @@
+"""Every Redis key name the app reads or writes, on the broker's database.
+
+dramatiq's own layout (namespace ``ns``): ``ns:Q`` ready ids, ``ns:Q.msgs`` encoded messages,
+``ns:Q.DQ``/``ns:Q.DQ.msgs`` delayed, ``ns:Q.XQ``/``ns:Q.XQ.msgs`` dead letters,
+``ns:__acks__.<broker_id>.<Q>`` in flight, ``ns:__heartbeats__`` every broker process.
+"""
+
+from __future__ import annotations
+
+from dramatiq.common import dq_name, xq_name
+
+
+def queue(namespace: str, queue_name: str) -> str:
+    return f"{namespace}:{queue_name}"
+
+
+def queue_messages(namespace: str, queue_name: str) -> str:
+    return f"{namespace}:{queue_name}.msgs"
+
+
+def delay_queue(namespace: str, queue_name: str) -> str:
+    return f"{namespace}:{dq_name(queue_name)}"
+
+
+def delay_queue_messages(namespace: str, queue_name: str) -> str:
+    return f"{namespace}:{dq_name(queue_name)}.msgs"
+
+
+def dead_letters(namespace: str, queue_name: str) -> str:
+    return f"{namespace}:{xq_name(queue_name)}"
+
+
+def dead_letter_messages(namespace: str, queue_name: str) -> str:
+    return f"{namespace}:{xq_name(queue_name)}.msgs"
+
+
+def heartbeats(namespace: str) -> str:
+    return f"{namespace}:__heartbeats__"
+
+
+def ping_result(namespace: str, token: str) -> str:
+    """Where the built-in ``ping`` actor records that it ran."""
+    return f"{namespace}:tasks:ping:{token}"

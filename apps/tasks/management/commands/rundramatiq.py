@@ -1,0 +1,38 @@
+"""django-dramatiq's rundramatiq, with processes, threads, queues and shutdown timeout from TASK_CONFIG."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandError
+from django_dramatiq.management.commands.rundramatiq import Command as BaseCommand
+
+from apps.tasks.config import get_task_config
+
+
+class Command(BaseCommand):
+    help = "Runs Dramatiq workers; defaults come from TASK_CONFIG.dramatiq."
+
+    def add_arguments(self, parser) -> None:
+        super().add_arguments(parser)
+        dramatiq_config = get_task_config().dramatiq
+        parser.set_defaults(
+            processes=dramatiq_config.processes,
+            threads=dramatiq_config.threads,
+            worker_shutdown_timeout=dramatiq_config.worker_shutdown_timeout_ms,
+        )
+
+    def handle(self, *args: Any, queues: list[str] | None = None, **options: Any) -> None:
+        config = get_task_config()
+        if not config.enabled:
+            raise CommandError("Tasks are disabled (TASK_CONFIG.enabled is False): no worker to run.")
+        configured = list(config.dramatiq.queues)
+        if queues:
+            unknown = [name for name in queues if name not in configured]
+            if unknown:
+                raise CommandError(
+                    f"Unknown queue(s): {', '.join(unknown)}. Configured queues: {', '.join(configured)}."
+                )
+        else:
+            queues = configured
+        super().handle(*args, queues=queues, **options)

@@ -1,0 +1,127 @@
+"""Django settings. Every deployment value comes from the environment (see .env.example)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from apps.tasks.config import DramatiqConfig, TaskConfig
+
+from .env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (set SECRET_KEY, or DEBUG=1 locally).")
+    SECRET_KEY = "insecure-local-development-key-only-used-with-DEBUG"  # noqa: S105
+
+ALLOWED_HOSTS = list(env_list("ALLOWED_HOSTS", ("localhost", "127.0.0.1", "[::1]") if DEBUG else ()))
+CSRF_TRUSTED_ORIGINS = list(env_list("CSRF_TRUSTED_ORIGINS"))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    # apps.tasks comes before django_dramatiq so its rundramatiq command wins.
+    "apps.tasks",
+    "django_dramatiq",
+    "apps.knowbase",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+ASGI_APPLICATION = "project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite under var/ for a first run; PostgreSQL (DATABASE_URL=postgresql://...) in production.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Worker threads and the web process share the file: wait for locks, take the write lock up front.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# The task layer: broker on Redis DB 2, cache on DB 0, sessions on DB 1.
+TASK_CONFIG = TaskConfig(
+    enabled=env_bool("TASKS_ENABLED", True),
+    dramatiq=DramatiqConfig(
+        redis_url=env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        redis_key_prefix=env_str("TASKS_REDIS_KEY_PREFIX", "dramatiq"),
+        processes=env_int("DRAMATIQ_PROCESSES", 2),
+        threads=env_int("DRAMATIQ_THREADS", 4),
+        queues=env_list("TASKS_EXTRA_QUEUES"),
+        middleware=env_list("TASKS_EXTRA_MIDDLEWARE"),
+        prometheus_enabled=env_bool("TASKS_PROMETHEUS", False),
+        heartbeat_timeout_ms=env_int("TASKS_HEARTBEAT_TIMEOUT_MS", 60_000),
+        worker_shutdown_timeout_ms=env_int("TASKS_WORKER_SHUTDOWN_TIMEOUT_MS", 60_000),
+    ),
+    cache_key_prefix=env_str("CACHE_KEY_PREFIX", ""),
+)
+globals().update(TASK_CONFIG.to_django_settings())
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
