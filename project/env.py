@@ -11,7 +11,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 def env_str(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+    """The variable's value; unset or empty means ``default``."""
+    return os.environ.get(name) or default
 
 
 def env_bool(name: str, default: bool) -> bool:

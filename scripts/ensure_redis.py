@@ -82,7 +82,9 @@ def start_private_server() -> str:
     deadline = time.monotonic() + 10
     while not answers(url):
         if time.monotonic() > deadline:
-            raise SystemExit(f"[ensure_redis] started {binary} on port {port} but it does not answer; see {STATE_DIR}/redis.log")
+            raise SystemExit(
+                f"[ensure_redis] started {binary} on port {port} but it does not answer; see {STATE_DIR}/redis.log"
+            )
         time.sleep(0.05)
     PORT_FILE.write_text(str(port))
     say(f"no Redis at the configured URL: started a private server ({binary}) at {url}, pid file {STATE_DIR}/redis.pid")

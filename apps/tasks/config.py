@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 from importlib import import_module
+from importlib.util import find_spec
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -105,9 +106,7 @@ class DramatiqConfig(BaseModel):
     @classmethod
     def _check_key_prefix(cls, value: str) -> str:
         if not _KEY_PREFIX_RE.fullmatch(value):
-            raise ValueError(
-                f"{value!r} is not a usable key prefix: use letters, digits and _ . : - (no spaces)"
-            )
+            raise ValueError(f"{value!r} is not a usable key prefix: use letters, digits and _ . : - (no spaces)")
         return value
 
     @field_validator("queues")
@@ -140,13 +139,9 @@ class DramatiqConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_prometheus(self) -> DramatiqConfig:
-        if self.prometheus_enabled:
-            try:
-                _import_path(PROMETHEUS_MIDDLEWARE)
-            except ValueError as exc:
-                raise ValueError(
-                    f"prometheus_enabled needs the prometheus extra (pip install 'dramatiq[prometheus]'): {exc}"
-                ) from None
+        # dramatiq's Prometheus middleware imports prometheus_client only when a worker boots.
+        if self.prometheus_enabled and find_spec("prometheus_client") is None:
+            raise ValueError("prometheus_enabled needs the prometheus extra: pip install 'dramatiq[prometheus]'")
         return self
 
     @property

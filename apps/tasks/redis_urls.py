@@ -27,9 +27,7 @@ def validate_redis_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in REDIS_SCHEMES:
         shown = parts.scheme or "(none)"
-        raise RedisURLError(
-            f"unsupported scheme {shown!r} in {mask_url(url)!r}: use redis://, rediss:// or unix://"
-        )
+        raise RedisURLError(f"unsupported scheme {shown!r} in {mask_url(url)!r}: use redis://, rediss:// or unix://")
     if parts.scheme == "unix":
         if not parts.path:
             raise RedisURLError(f"a unix:// Redis URL needs a socket path: {mask_url(url)!r}")

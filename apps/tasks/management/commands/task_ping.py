@@ -31,8 +31,7 @@ class Command(BaseCommand):
         started = time.monotonic()
         message = ping.send(token)
         self.stdout.write(
-            f"Sent ping {message.message_id} to queue {message.queue_name!r} "
-            f"on {mask_url(config.dramatiq.broker_url)}"
+            f"Sent ping {message.message_id} to queue {message.queue_name!r} on {mask_url(config.dramatiq.broker_url)}"
         )
         while redis_client.get(result_key) is None:
             if time.monotonic() - started > timeout:

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.conf import settings
+
+from tests.helpers import WorkerProcess
+
+
+def _delete_namespace(client: redis.Redis, pattern: str) -> None:
+    batch = list(client.scan_iter(match=pattern, count=1000))
+    for start in range(0, len(batch), 500):
+        client.delete(*batch[start : start + 500])
+
+
+@pytest.fixture(scope="session")
+def broker_redis() -> Iterator[redis.Redis]:
+    """A client on the broker's database; the test run's namespace is deleted at the end."""
+    from apps.tasks.broker import get_redis
+
+    client = get_redis()
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {settings.TASK_CONFIG.masked_broker_url} does not answer: {exc}")
+    yield client
+    _delete_namespace(client, f"{settings.TASK_CONFIG.dramatiq.redis_key_prefix}:*")
+
+
+@pytest.fixture
+def start_worker(tmp_path, broker_redis) -> Iterator:
+    """Start ``manage.py rundramatiq`` subprocesses; all are stopped after the test."""
+    workers: list[WorkerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(*args, log_path=tmp_path / f"worker-{len(workers)}.log", env=env)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
