@@ -115,6 +115,9 @@ TASK_CONFIG = TaskConfig(
         worker_shutdown_timeout_ms=env_int("TASKS_WORKER_SHUTDOWN_TIMEOUT_MS", 60_000),
     ),
     cache_key_prefix=env_str("CACHE_KEY_PREFIX", ""),
+    record_retention_days=env_int("TASKS_RECORD_RETENTION_DAYS", 7),
+    dead_letter_notifier=env_str("TASKS_DEAD_LETTER_NOTIFIER", "apps.tasks.notifications.mail_admins_notifier"),
+    admin_base_url=env_str("TASKS_ADMIN_BASE_URL", ""),
 )
 globals().update(TASK_CONFIG.to_django_settings())
 

@@ -6,7 +6,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from tests.helpers import WorkerProcess
+from tests.helpers import WorkerProcess, manage_env
 
 
 def _delete_namespace(client: redis.Redis, pattern: str) -> None:
@@ -30,12 +30,29 @@ def broker_redis() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
+def clean_queues(broker_redis) -> Iterator[None]:
+    """Empty queues, dead letters and events of this run's namespace before and after a test."""
+    namespace = settings.TASK_CONFIG.dramatiq.redis_key_prefix
+    _delete_namespace(broker_redis, f"{namespace}:*")
+    yield
+    _delete_namespace(broker_redis, f"{namespace}:*")
+
+
+@pytest.fixture
 def start_worker(tmp_path, broker_redis) -> Iterator:
-    """Start ``manage.py rundramatiq`` subprocesses; all are stopped after the test."""
+    """Start ``manage.py rundramatiq`` subprocesses; all are stopped after the test.
+
+    When the test uses the database, the workers use the same test database.
+    """
     workers: list[WorkerProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess(*args, log_path=tmp_path / f"worker-{len(workers)}.log", env=env)
+    def start(*args: str, env: dict[str, str] | None = None, **env_overrides: str) -> WorkerProcess:
+        from django.db import connection
+
+        base = env or manage_env()
+        base["TEST_WORKER_DATABASE_NAME"] = str(connection.settings_dict["NAME"])
+        base.update(env_overrides)
+        worker = WorkerProcess(*args, log_path=tmp_path / f"worker-{len(workers)}.log", env=base)
         workers.append(worker)
         return worker
 

@@ -31,6 +31,10 @@ DRAMATIQ_DEFAULT_MIDDLEWARE: tuple[str, ...] = (
     "dramatiq.middleware.Retries",
 )
 
+#: Job records and events. Placed just before Retries: dramatiq runs ``after_*`` hooks in reverse
+#: order, so this one sees Retries' decision (retry scheduled, or message failed for good).
+LIFECYCLE_MIDDLEWARE = "apps.tasks.middleware.lifecycle.LifecycleMiddleware"
+
 #: What this app adds after dramatiq's defaults: Django DB connections closed per message.
 PROJECT_MIDDLEWARE: tuple[str, ...] = ("django_dramatiq.middleware.DbConnectionsMiddleware",)
 
@@ -89,6 +93,13 @@ class DramatiqConfig(BaseModel):
     retry_on_timeout: bool = True
     health_check_interval: int = Field(default=30, ge=0)
 
+    # Defaults of the @task decorator; each actor can override them.
+    default_queue: str = "default"
+    max_retries: int = Field(default=5, ge=0)
+    min_backoff_ms: int = Field(default=1_000, ge=1)
+    max_backoff_ms: int = Field(default=300_000, ge=1)
+    time_limit_ms: int = Field(default=600_000, ge=1)
+
     # Broker behaviour.
     heartbeat_timeout_ms: int = Field(default=60_000, ge=1_000)
     dead_message_ttl_ms: int = Field(default=7 * 86_400_000, ge=1_000)
@@ -138,6 +149,14 @@ class DramatiqConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _check_defaults(self) -> DramatiqConfig:
+        if self.default_queue not in self.queues:
+            raise ValueError(f"default_queue {self.default_queue!r} is not one of the queues: {', '.join(self.queues)}")
+        if self.min_backoff_ms > self.max_backoff_ms:
+            raise ValueError("min_backoff_ms must not exceed max_backoff_ms")
+        return self
+
+    @model_validator(mode="after")
     def _check_prometheus(self) -> DramatiqConfig:
         # dramatiq's Prometheus middleware imports prometheus_client only when a worker boots.
         if self.prometheus_enabled and find_spec("prometheus_client") is None:
@@ -150,8 +169,11 @@ class DramatiqConfig(BaseModel):
         return with_db(self.redis_url, self.redis_db)
 
     def resolved_middleware(self) -> list[str]:
-        """dramatiq's defaults, then ours, then Prometheus if on, then the user's; each once."""
-        ordered = [*DRAMATIQ_DEFAULT_MIDDLEWARE, *PROJECT_MIDDLEWARE]
+        """dramatiq's defaults (with our lifecycle recorder before Retries), then ours, then
+        Prometheus if on, then the user's; each once."""
+        ordered = list(DRAMATIQ_DEFAULT_MIDDLEWARE)
+        ordered.insert(ordered.index("dramatiq.middleware.Retries"), LIFECYCLE_MIDDLEWARE)
+        ordered.extend(PROJECT_MIDDLEWARE)
         if self.prometheus_enabled:
             ordered.append(PROMETHEUS_MIDDLEWARE)
         ordered.extend(self.middleware)
@@ -185,6 +207,22 @@ class TaskConfig(BaseModel):
     cache_redis_db: int = Field(default=0, ge=0, le=MAX_DB)
     session_redis_db: int = Field(default=1, ge=0, le=MAX_DB)
     cache_key_prefix: str = ""
+
+    # Job records and lifecycle events.
+    record_flush_interval_ms: int = Field(default=100, ge=1, le=10_000)
+    record_args_max_bytes: int = Field(default=8_192, ge=256)
+    secret_arg_keys: tuple[str, ...] = ("password", "passwd", "secret", "token", "api_key", "apikey", "authorization")
+    record_retention_days: int = Field(default=7, ge=1)
+    events_max_length: int = Field(default=10_000, ge=100)
+    dead_letter_notifier: str = "apps.tasks.notifications.mail_admins_notifier"
+    admin_base_url: str = ""
+
+    @field_validator("dead_letter_notifier")
+    @classmethod
+    def _check_notifier(cls, value: str) -> str:
+        if value and not callable(_import_path(value)):
+            raise ValueError(f"{value!r} is not callable")
+        return value
 
     @field_validator("task_modules")
     @classmethod

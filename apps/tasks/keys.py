@@ -41,3 +41,8 @@ def heartbeats(namespace: str) -> str:
 def ping_result(namespace: str, token: str) -> str:
     """Where the built-in ``ping`` actor records that it ran."""
     return f"{namespace}:tasks:ping:{token}"
+
+
+def events(namespace: str) -> str:
+    """The capped stream of lifecycle events."""
+    return f"{namespace}:tasks:events"

@@ -8,3 +8,40 @@ from apps.tasks.broker import get_redis
 @dramatiq.actor(queue_name="default", max_retries=0)
 def record_effect(key: str, value: str) -> None:
     get_redis().rpush(key, value)
+
+
+# --- lifecycle ------------------------------------------------------------------------------
+
+from apps.tasks.decorators import task  # noqa: E402
+from apps.tasks.errors import PermanentError, TransientError  # noqa: E402
+
+
+@task(queue_name="default")
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task(queue_name="default", max_retries=3, min_backoff=50, max_backoff=400)
+def flaky(key: str, failures: int) -> str:
+    """Fail with a transient error ``failures`` times, then succeed."""
+    seen = get_redis().incr(key)
+    if seen <= failures:
+        raise TransientError(f"transient failure {seen} of {failures}")
+    return "ok"
+
+
+@task(queue_name="default", max_retries=3, min_backoff=50)
+def broken(reason: str) -> None:
+    raise PermanentError(reason)
+
+
+@task(queue_name="default", max_retries=3, min_backoff=50)
+def bad_value(value: str) -> None:
+    raise ValueError(f"cannot use {value!r}")
+
+
+@task(queue_name="default", max_retries=0)
+def sleepy_guard(key: str) -> None:
+    """Fails until the key exists (used to make dead letters that can be requeued)."""
+    if not get_redis().exists(key):
+        raise PermanentError(f"{key} missing")

@@ -1,0 +1,92 @@
+"""Send a job with its record written first."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dramatiq
+from django.db import transaction
+
+from apps.tasks.middleware.lifecycle import attempt_number, recorded_by_caller
+from apps.tasks.services.recorder import Transition, event_fields, from_millis, publish_events, write_transitions
+from apps.tasks.status import JobStatus
+
+logger = logging.getLogger(__name__)
+
+
+class EnqueueError(RuntimeError):
+    """The job's record was written but the broker refused the message; the record says why."""
+
+
+def _actor(actor: dramatiq.Actor | str) -> dramatiq.Actor:
+    if isinstance(actor, str):
+        return dramatiq.get_broker().get_actor(actor)
+    return actor
+
+
+def pending_transition(message: dramatiq.Message, error: str = "") -> Transition:
+    return Transition(
+        message_id=message.message_id,
+        actor_name=message.actor_name,
+        queue_name=message.queue_name,
+        status=JobStatus.PENDING,
+        enqueued_at=from_millis(message.message_timestamp),
+        args=message.args,
+        kwargs=message.kwargs,
+        attempts=attempt_number(message) - 1,
+        error_type="apps.tasks.enqueue.EnqueueError" if error else "",
+        error_message=error,
+    )
+
+
+def send_recorded(message: dramatiq.Message, delay: int | None = None, using: str = "default") -> None:
+    """Publish the ``enqueued`` event and hand ``message`` to the broker; its record already exists."""
+    broker = dramatiq.get_broker()
+    token = recorded_by_caller.set(message.message_id)
+    try:
+        publish_events(
+            [
+                event_fields(
+                    "enqueued",
+                    job_id=message.message_id,
+                    queue=message.queue_name,
+                    actor=message.actor_name,
+                    meta={"delay_ms": delay},
+                )
+            ]
+        )
+        broker.enqueue(message, delay=delay)
+    except Exception as exc:
+        reason = f"enqueue failed: {type(exc).__name__}: {exc}"
+        logger.error("Job %s (%s) stays pending: %s", message.message_id, message.actor_name, reason)
+        write_transitions([pending_transition(message, reason)], using=using)
+        raise EnqueueError(reason) from exc
+    finally:
+        recorded_by_caller.reset(token)
+
+
+def enqueue(
+    actor: dramatiq.Actor | str,
+    args: tuple | list = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    delay: int | None = None,
+    using: str = "default",
+    **options: Any,
+) -> str:
+    """Write the job's record, then send it; inside a transaction, send when it commits.
+
+    ``delay`` is in milliseconds; ``options`` are dramatiq message options (``queue_name`` is not
+    one: an actor has one queue). Returns the message id, which is the record's id. Outside a
+    transaction a broker failure raises EnqueueError (the record stays pending with the reason);
+    after a commit it is logged and recorded the same way.
+    """
+    actor = _actor(actor)
+    message = actor.message_with_options(args=tuple(args), kwargs=kwargs or {}, **options)
+    write_transitions([pending_transition(message)], using=using)
+    if transaction.get_connection(using).in_atomic_block:
+        transaction.on_commit(lambda: send_recorded(message, delay, using), using=using, robust=True)
+    else:
+        send_recorded(message, delay, using)
+    return message.message_id

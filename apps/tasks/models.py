@@ -1,0 +1,44 @@
+from django.db import models
+
+from .status import TERMINAL_STATUSES, JobStatus
+
+__all__ = ["TERMINAL_STATUSES", "JobRecord", "JobStatus"]
+
+
+class JobRecord(models.Model):
+    """What happened to one message, written by the enqueue helper and the lifecycle middleware."""
+
+    message_id = models.CharField(max_length=64, primary_key=True)
+    actor_name = models.CharField(max_length=255)
+    queue_name = models.CharField(max_length=255)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    #: False when arguments were masked or cut to size: the record cannot re-send the job.
+    args_complete = models.BooleanField(default=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error_type = models.CharField(max_length=255, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+    result = models.JSONField(null=True, blank=True)
+    enqueued_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True, default="", help_text="host:pid of the last worker")
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    #: Time of the transition written last; an older transition arriving late never overwrites a newer one.
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-enqueued_at"]
+        indexes = [
+            models.Index(fields=["-enqueued_at"], name="tasks_job_enqueued"),
+            models.Index(fields=["status", "-enqueued_at"], name="tasks_job_status"),
+            models.Index(fields=["queue_name", "-enqueued_at"], name="tasks_job_queue"),
+            models.Index(fields=["actor_name", "-enqueued_at"], name="tasks_job_actor"),
+            models.Index(fields=["updated_at"], name="tasks_job_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name} {self.message_id} ({self.status})"

@@ -1,0 +1,319 @@
+"""Job records and lifecycle events, written in batches by one background thread per process.
+
+A synchronous database round-trip per transition costs more than a typical task, so worker
+threads only hand transitions to an in-memory buffer. A flusher thread coalesces them per
+message (pending → running → completed written once), upserts each batch in one transaction,
+and publishes the events to the Redis stream in one pipeline. A transition carries its time;
+the upsert never lets an older transition overwrite a newer one that another process wrote.
+The buffer is flushed at worker shutdown; a SIGKILL loses at most one flush interval of
+transitions, and the broker redelivers the unacknowledged messages, which are recorded again.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from django.db import connections, transaction
+
+from .serialization import stored_arguments
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "dramatiq"
+MAX_BUFFERED = 100_000
+
+#: Columns written for every transition, in the upsert's order.
+COLUMNS = (
+    "message_id",
+    "actor_name",
+    "queue_name",
+    "args",
+    "kwargs",
+    "args_complete",
+    "status",
+    "attempts",
+    "error_type",
+    "error_message",
+    "traceback",
+    "result",
+    "enqueued_at",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "worker",
+    "next_retry_at",
+    "updated_at",
+)
+#: Kept from the stored row when a later transition does not know them.
+_KEEP_IF_EMPTY = ("error_type", "error_message", "traceback")
+_KEEP_IF_NULL = ("started_at", "result")
+#: Never changed once inserted.
+_INSERT_ONLY = ("message_id", "actor_name", "queue_name", "args", "kwargs", "args_complete", "enqueued_at")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def from_millis(millis: int | float) -> datetime:
+    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+
+
+def worker_label() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(slots=True)
+class Transition:
+    """One state change of one message, with everything needed to insert its record if missing."""
+
+    message_id: str
+    actor_name: str
+    queue_name: str
+    status: str
+    enqueued_at: datetime
+    args: Any = ()
+    kwargs: Any = field(default_factory=dict)
+    attempts: int = 0
+    error_type: str = ""
+    error_message: str = ""
+    traceback: str = ""
+    result: Any = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+    worker: str = ""
+    next_retry_at: datetime | None = None
+    updated_at: datetime = field(default_factory=now)
+
+    def merged_after(self, earlier: Transition) -> Transition:
+        """This transition, keeping what ``earlier`` knew and this one does not."""
+        if earlier.updated_at > self.updated_at:
+            return earlier.merged_after(self)
+        for name in _KEEP_IF_EMPTY:
+            if not getattr(self, name):
+                setattr(self, name, getattr(earlier, name))
+        for name in _KEEP_IF_NULL:
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(earlier, name))
+        return self
+
+
+def _upsert_sql(connection) -> str:
+    from apps.tasks.models import JobRecord
+
+    quote = connection.ops.quote_name
+    table = quote(JobRecord._meta.db_table)
+    updates = []
+    for column in COLUMNS:
+        if column in _INSERT_ONLY:
+            continue
+        name = quote(column)
+        if column in _KEEP_IF_EMPTY:
+            updates.append(f"{name} = CASE WHEN excluded.{name} <> '' THEN excluded.{name} ELSE {table}.{name} END")
+        elif column in _KEEP_IF_NULL:
+            updates.append(f"{name} = COALESCE(excluded.{name}, {table}.{name})")
+        else:
+            updates.append(f"{name} = excluded.{name}")
+    columns = ", ".join(quote(column) for column in COLUMNS)
+    placeholders = ", ".join(["%s"] * len(COLUMNS))
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - model identifiers only
+        f"ON CONFLICT ({quote('message_id')}) DO UPDATE SET {', '.join(updates)} "
+        f"WHERE excluded.{quote('updated_at')} >= {table}.{quote('updated_at')}"
+    )
+
+
+def write_transitions(transitions: list[Transition], using: str = "default") -> None:
+    """Upsert the records of ``transitions`` in one transaction (or the caller's, if one is open)."""
+    if not transitions:
+        return
+    from apps.tasks.config import get_task_config
+    from apps.tasks.models import JobRecord
+
+    config = get_task_config()
+    connection = connections[using]
+    fields = [JobRecord._meta.get_field(column) for column in COLUMNS]
+    rows = []
+    for item in transitions:
+        args, kwargs, complete = stored_arguments(
+            item.args, item.kwargs, secret_keys=config.secret_arg_keys, max_bytes=config.record_args_max_bytes
+        )
+        values = {
+            **{column: getattr(item, column) for column in COLUMNS if hasattr(item, column)},
+            "args": args,
+            "kwargs": kwargs,
+            "args_complete": complete,
+        }
+        rows.append([model_field.get_db_prep_save(values[model_field.attname], connection) for model_field in fields])
+    sql = _upsert_sql(connection)
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def event_fields(
+    event: str, *, job_id: str, queue: str, actor: str, meta: dict[str, Any] | None = None, at: datetime | None = None
+) -> dict[str, str]:
+    """A lifecycle event in the stream's schema (flat string fields, ``meta`` as JSON)."""
+    return {
+        "id": uuid.uuid4().hex,
+        "source": SOURCE,
+        "event": event,
+        "job_id": job_id,
+        "queue": queue,
+        "actor": actor,
+        "meta": json.dumps(meta or {}, default=str, separators=(",", ":")),
+        "timestamp": (at or now()).isoformat(),
+    }
+
+
+def publish_events(events: list[dict[str, str]]) -> None:
+    """Append events to the namespace's capped stream, in order, in one round-trip."""
+    if not events:
+        return
+    import dramatiq
+
+    from apps.tasks import keys
+    from apps.tasks.broker import get_redis
+    from apps.tasks.config import get_task_config
+
+    stream = keys.events(dramatiq.get_broker().namespace)
+    max_length = get_task_config().events_max_length
+    pipeline = get_redis().pipeline(transaction=False)
+    for fields in events:
+        pipeline.xadd(stream, fields, maxlen=max_length, approximate=True)
+    pipeline.execute()
+
+
+class Recorder:
+    """The per-process buffer and its flusher thread."""
+
+    def __init__(self, flush_interval: float) -> None:
+        self.flush_interval = flush_interval
+        self._lock = threading.Lock()
+        self._transitions: dict[str, Transition] = {}
+        self._events: list[dict[str, str]] = []
+        self._wake = threading.Event()
+        self._stopping = False
+        self._flush_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.pid = os.getpid()
+
+    def record(self, transition: Transition, event: dict[str, str] | None = None) -> None:
+        with self._lock:
+            earlier = self._transitions.get(transition.message_id)
+            self._transitions[transition.message_id] = (
+                transition.merged_after(earlier) if earlier is not None else transition
+            )
+            if event is not None:
+                self._events.append(event)
+            overfull = len(self._transitions) >= 1000
+        self._ensure_thread()
+        if overfull:
+            self._wake.set()
+
+    def event(self, event: dict[str, str]) -> None:
+        with self._lock:
+            self._events.append(event)
+        self._ensure_thread()
+
+    def flush(self) -> None:
+        """Write everything buffered so far; on failure keep it for the next attempt."""
+        with self._flush_lock:
+            with self._lock:
+                transitions, self._transitions = self._transitions, {}
+                events, self._events = self._events, []
+            try:
+                write_transitions(list(transitions.values()))
+            except Exception:
+                logger.exception("Could not write %d job records; will retry.", len(transitions))
+                self._requeue(transitions)
+                connections["default"].close()
+            try:
+                publish_events(events)
+            except Exception:
+                logger.exception("Could not publish %d lifecycle events; will retry.", len(events))
+                with self._lock:
+                    self._events = (events + self._events)[-MAX_BUFFERED:]
+
+    def _requeue(self, transitions: dict[str, Transition]) -> None:
+        with self._lock:
+            for message_id, transition in transitions.items():
+                later = self._transitions.get(message_id)
+                self._transitions[message_id] = later.merged_after(transition) if later else transition
+            if len(self._transitions) > MAX_BUFFERED:
+                logger.error("Job record buffer over %d entries: dropping the oldest.", MAX_BUFFERED)
+                for message_id in list(self._transitions)[: len(self._transitions) - MAX_BUFFERED]:
+                    del self._transitions[message_id]
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._transitions) + len(self._events)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="tasks-recorder", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            self._wake.wait(self.flush_interval * (2 ** min(failures, 6)))
+            self._wake.clear()
+            before = self.pending()
+            self.flush()
+            failures = failures + 1 if before and self.pending() >= before else 0
+        try:
+            self.flush()
+        finally:
+            connections.close_all()
+
+    def stop(self) -> None:
+        """Flush and stop the thread (worker shutdown)."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None and self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+        self.flush()
+
+
+_recorder: Recorder | None = None
+_recorder_lock = threading.Lock()
+
+
+def get_recorder() -> Recorder:
+    """This process's recorder (a forked worker process gets its own)."""
+    global _recorder
+    if _recorder is None or _recorder.pid != os.getpid():
+        with _recorder_lock:
+            if _recorder is None or _recorder.pid != os.getpid():
+                from apps.tasks.config import get_task_config
+
+                _recorder = Recorder(get_task_config().record_flush_interval_ms / 1000)
+                atexit.register(_recorder.flush)
+    return _recorder
+
+
+def wait_until_flushed(timeout: float = 10.0) -> bool:
+    """Flush this process's buffer now; True when nothing is left (tests and shutdown)."""
+    recorder = get_recorder()
+    deadline = time.monotonic() + timeout
+    while True:
+        recorder.flush()
+        if recorder.pending() == 0:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)

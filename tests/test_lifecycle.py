@@ -1,0 +1,158 @@
+"""Job records and lifecycle events, through a real worker subprocess on real Redis."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import dramatiq
+import pytest
+from django.db import transaction
+
+from apps.tasks import keys
+from apps.tasks.enqueue import enqueue
+from apps.tasks.models import JobRecord, JobStatus
+from tests.helpers import wait_for
+from tests.testapp import tasks
+from tests.testapp.notifiers import notifications_key
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+NOTIFIER = "tests.testapp.notifiers.record_notification"
+
+
+def record(message_id: str) -> JobRecord:
+    return JobRecord.objects.get(message_id=message_id)
+
+
+def wait_for_status(message_id: str, status: str, timeout: float = 20) -> JobRecord:
+    def reached():
+        found = JobRecord.objects.filter(message_id=message_id).first()
+        return found if found is not None and found.status == status else None
+
+    return wait_for(reached, timeout=timeout, message=f"job {message_id} to be {status}")
+
+
+def message_ids_in(broker_redis, hash_key: str) -> set[str]:
+    """dramatiq stores messages under a per-enqueue redis_message_id: decode them to find ours."""
+    return {dramatiq.Message.decode(data).message_id for data in broker_redis.hvals(hash_key)}
+
+
+def queued(broker_redis, message_id: str, queue: str = "default") -> bool:
+    return message_id in message_ids_in(broker_redis, keys.queue_messages(dramatiq.get_broker().namespace, queue))
+
+
+def stream_events(broker_redis, job_id: str) -> list[str]:
+    entries = broker_redis.xrange(keys.events(dramatiq.get_broker().namespace))
+    return [fields[b"event"].decode() for _, fields in entries if fields[b"job_id"].decode() == job_id]
+
+
+@pytest.fixture
+def worker(start_worker, clean_queues):
+    return start_worker(
+        "--processes", "1", "--threads", "2", "--queues", "default", TASKS_DEAD_LETTER_NOTIFIER=NOTIFIER
+    )  # fmt: skip
+
+
+def test_enqueue_writes_the_record_before_sending(broker_redis, clean_queues):
+    message_id = enqueue(tasks.add, args=(2, 3))
+    job = record(message_id)
+    assert (job.status, job.actor_name, job.queue_name, job.args, job.attempts) == (
+        "pending",
+        "add",
+        "default",
+        [2, 3],
+        0,
+    )
+    assert queued(broker_redis, message_id)
+    assert stream_events(broker_redis, message_id) == ["enqueued"]
+
+
+def test_enqueue_inside_a_transaction_sends_on_commit(broker_redis, clean_queues):
+    with transaction.atomic():
+        message_id = enqueue(tasks.add, args=(1, 1))
+        assert not queued(broker_redis, message_id)
+    assert queued(broker_redis, message_id)
+
+
+def test_rolled_back_enqueue_leaves_no_record_and_no_message(broker_redis, clean_queues):
+    namespace = dramatiq.get_broker().namespace
+    with pytest.raises(RuntimeError), transaction.atomic():
+        message_id = enqueue(tasks.add, args=(1, 1))
+        raise RuntimeError("roll back")
+    assert not JobRecord.objects.filter(message_id=message_id).exists()
+    assert broker_redis.llen(keys.queue(namespace, "default")) == 0
+
+
+def test_secret_arguments_are_masked_and_big_ones_capped(clean_queues, settings):
+    message_id = enqueue(tasks.record_effect, kwargs={"key": "k", "value": "v"})
+    assert record(message_id).kwargs == {"key": "k", "value": "v"}
+    masked = enqueue("record_effect", args=("k",), kwargs={"value": "v", "api_token": "s3cret"})
+    job = record(masked)
+    assert job.kwargs["api_token"] == "***"
+    assert job.args_complete is False
+    big = enqueue(tasks.record_effect, args=("k", "x" * 50_000))
+    job = record(big)
+    assert job.args["truncated"] is True
+    assert job.args["size"] > 50_000
+    assert len(json.dumps(job.args)) <= settings.TASK_CONFIG.record_args_max_bytes
+
+
+def test_completed_job_record(worker, broker_redis):
+    message_id = enqueue(tasks.add, args=(2, 3))
+    job = wait_for_status(message_id, JobStatus.COMPLETED)
+    assert job.result == 5
+    assert job.attempts == 1
+    assert job.worker.endswith(f":{job.worker.rsplit(':', 1)[1]}") and ":" in job.worker
+    assert job.started_at is not None and job.finished_at >= job.started_at >= job.enqueued_at
+    assert job.duration_ms is not None
+    assert job.error_type == ""
+    assert wait_for(lambda: stream_events(broker_redis, message_id)[-1:] == ["completed"])
+    assert stream_events(broker_redis, message_id) == ["enqueued", "started", "completed"]
+
+
+def test_plain_send_is_recorded_too(worker):
+    key = f"{dramatiq.get_broker().namespace}:test:{uuid.uuid4().hex}"
+    message = tasks.record_effect.send(key, "x")
+    job = wait_for_status(message.message_id, JobStatus.COMPLETED)
+    assert job.args == [key, "x"]
+
+
+def test_transient_errors_retry_with_growing_delays_and_complete(worker, broker_redis):
+    key = f"{dramatiq.get_broker().namespace}:test:flaky:{uuid.uuid4().hex}"
+    message_id = enqueue(tasks.flaky, args=(key, 2))
+    job = wait_for_status(message_id, JobStatus.COMPLETED, timeout=30)
+    assert job.attempts == 3
+    assert job.result == "ok"
+    assert job.error_type == "apps.tasks.errors.TransientError"  # the last failure is kept
+    assert "transient failure 2 of 2" in job.error_message
+    assert "TransientError" in job.traceback
+    events = stream_events(broker_redis, message_id)
+    assert events == [
+        "enqueued",
+        "started", "failed", "retrying",
+        "started", "failed", "retrying",
+        "started", "completed",
+    ]  # fmt: skip
+    entries = broker_redis.xrange(keys.events(dramatiq.get_broker().namespace))
+    delays = [
+        json.loads(fields[b"meta"])["delay_ms"]
+        for _, fields in entries
+        if fields[b"job_id"].decode() == message_id and fields[b"event"] == b"retrying"
+    ]
+    # Backoff doubles from min_backoff, with dramatiq's jitter of x U(1, 2): 50 ms, then 100 ms nominal.
+    assert 50 <= delays[0] <= 100
+    assert 100 <= delays[1] <= 200
+
+
+@pytest.mark.parametrize(("actor", "error_type"), [("broken", "PermanentError"), ("bad_value", "ValueError")])
+def test_permanent_errors_go_to_dead_letter_after_one_attempt(worker, broker_redis, actor, error_type):
+    message_id = enqueue(actor, args=("x",))
+    job = wait_for_status(message_id, JobStatus.DEAD_LETTER)
+    assert job.attempts == 1
+    assert job.error_type.endswith(error_type)
+    namespace = dramatiq.get_broker().namespace
+    assert message_id in message_ids_in(broker_redis, keys.dead_letter_messages(namespace, "default"))
+    notifications = wait_for(lambda: broker_redis.lrange(notifications_key(), 0, -1))
+    assert [json.loads(item)["message_id"] for item in notifications] == [message_id]
+    assert stream_events(broker_redis, message_id)[-3:] == ["started", "failed", "dead_letter"]
