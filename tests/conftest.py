@@ -15,6 +15,17 @@ def _delete_namespace(client: redis.Redis, pattern: str) -> None:
         client.delete(*batch[start : start + 500])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _records_go_to_the_test_database(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """Create the test database first, so this process's record flusher and every worker
+    subprocess write there; flush what is left before the database is destroyed."""
+    yield
+    from apps.tasks.services.recorder import get_recorder
+
+    with django_db_blocker.unblock():
+        get_recorder().stop()
+
+
 @pytest.fixture(scope="session")
 def broker_redis() -> Iterator[redis.Redis]:
     """A client on the broker's database; the test run's namespace is deleted at the end."""

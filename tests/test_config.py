@@ -50,7 +50,14 @@ def test_generated_settings_shape():
         "health_check_interval": 30,
     }
     assert broker["MIDDLEWARE"] == [
-        *DRAMATIQ_DEFAULT_MIDDLEWARE,
+        "dramatiq.middleware.AgeLimit",
+        "dramatiq.middleware.TimeLimit",
+        "dramatiq.middleware.ShutdownNotifications",
+        "dramatiq.middleware.Callbacks",
+        "dramatiq.middleware.Pipelines",
+        # Before Retries, so its after-hooks run after Retries decided.
+        "apps.tasks.middleware.lifecycle.LifecycleMiddleware",
+        "dramatiq.middleware.Retries",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
     ]
     assert generated["DRAMATIQ_AUTODISCOVER_MODULES"] == ["tasks"]
