@@ -40,13 +40,44 @@ def broker_redis() -> Iterator[redis.Redis]:
     _delete_namespace(client, f"{settings.TASK_CONFIG.dramatiq.redis_key_prefix}:*")
 
 
+def _delete_queues(client: redis.Redis) -> None:
+    """Delete queues, dead letters, events and test keys; keep what live workers own."""
+    namespace = settings.TASK_CONFIG.dramatiq.redis_key_prefix
+    kept = (f"{namespace}:__heartbeats__", f"{namespace}:__acks__", f"{namespace}:tasks:workers")
+    doomed = [key for key in client.scan_iter(match=f"{namespace}:*", count=1000) if not key.decode().startswith(kept)]
+    for start in range(0, len(doomed), 500):
+        client.delete(*doomed[start : start + 500])
+
+
 @pytest.fixture
 def clean_queues(broker_redis) -> Iterator[None]:
     """Empty queues, dead letters and events of this run's namespace before and after a test."""
-    namespace = settings.TASK_CONFIG.dramatiq.redis_key_prefix
-    _delete_namespace(broker_redis, f"{namespace}:*")
+    _delete_queues(broker_redis)
     yield
-    _delete_namespace(broker_redis, f"{namespace}:*")
+    _delete_queues(broker_redis)
+
+
+def _worker_starter(log_dir, workers: list[WorkerProcess]):
+    def start(*args: str, env: dict[str, str] | None = None, **env_overrides: str) -> WorkerProcess:
+        from django.db import connection
+
+        base = env or manage_env()
+        base["TEST_WORKER_DATABASE_NAME"] = str(connection.settings_dict["NAME"])
+        base.update(env_overrides)
+        worker = WorkerProcess(*args, log_path=log_dir / f"worker-{len(workers)}.log", env=base)
+        workers.append(worker)
+        return worker
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def start_module_worker(tmp_path_factory, broker_redis) -> Iterator:
+    """Like ``start_worker``, for workers shared by the tests of one module."""
+    workers: list[WorkerProcess] = []
+    yield _worker_starter(tmp_path_factory.mktemp("workers"), workers)
+    for worker in workers:
+        worker.stop()
 
 
 @pytest.fixture
@@ -56,17 +87,6 @@ def start_worker(tmp_path, broker_redis) -> Iterator:
     When the test uses the database, the workers use the same test database.
     """
     workers: list[WorkerProcess] = []
-
-    def start(*args: str, env: dict[str, str] | None = None, **env_overrides: str) -> WorkerProcess:
-        from django.db import connection
-
-        base = env or manage_env()
-        base["TEST_WORKER_DATABASE_NAME"] = str(connection.settings_dict["NAME"])
-        base.update(env_overrides)
-        worker = WorkerProcess(*args, log_path=tmp_path / f"worker-{len(workers)}.log", env=base)
-        workers.append(worker)
-        return worker
-
-    yield start
+    yield _worker_starter(tmp_path, workers)
     for worker in workers:
         worker.stop()

@@ -47,11 +47,16 @@ def stream_events(broker_redis, job_id: str) -> list[str]:
     return [fields[b"event"].decode() for _, fields in entries if fields[b"job_id"].decode() == job_id]
 
 
-@pytest.fixture
-def worker(start_worker, clean_queues):
-    return start_worker(
+@pytest.fixture(scope="module")
+def module_worker(start_module_worker):
+    return start_module_worker(
         "--processes", "1", "--threads", "2", "--queues", "default", TASKS_DEAD_LETTER_NOTIFIER=NOTIFIER
     )  # fmt: skip
+
+
+@pytest.fixture
+def worker(module_worker, clean_queues):
+    return module_worker
 
 
 def test_enqueue_writes_the_record_before_sending(broker_redis, clean_queues):

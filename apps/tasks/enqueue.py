@@ -7,6 +7,7 @@ from typing import Any
 
 import dramatiq
 from django.db import transaction
+from dramatiq.errors import ActorNotFound
 
 from apps.tasks.middleware.lifecycle import attempt_number, recorded_by_caller
 from apps.tasks.services.recorder import Transition, event_fields, from_millis, publish_events, write_transitions
@@ -19,10 +20,18 @@ class EnqueueError(RuntimeError):
     """The job's record was written but the broker refused the message; the record says why."""
 
 
-def _actor(actor: dramatiq.Actor | str) -> dramatiq.Actor:
-    if isinstance(actor, str):
-        return dramatiq.get_broker().get_actor(actor)
-    return actor
+def resolve_actor(actor: dramatiq.Actor | str) -> dramatiq.Actor:
+    """An actor, or the actor of that name; task modules are imported on first need (web process)."""
+    if not isinstance(actor, str):
+        return actor
+    broker = dramatiq.get_broker()
+    try:
+        return broker.get_actor(actor)
+    except ActorNotFound:
+        from apps.tasks.discovery import import_task_modules
+
+        import_task_modules()
+        return broker.get_actor(actor)
 
 
 def pending_transition(message: dramatiq.Message, error: str = "") -> Transition:
@@ -82,7 +91,7 @@ def enqueue(
     transaction a broker failure raises EnqueueError (the record stays pending with the reason);
     after a commit it is logged and recorded the same way.
     """
-    actor = _actor(actor)
+    actor = resolve_actor(actor)
     message = actor.message_with_options(args=tuple(args), kwargs=kwargs or {}, **options)
     write_transitions([pending_transition(message)], using=using)
     if transaction.get_connection(using).in_atomic_block:

@@ -36,7 +36,7 @@ def _optional_exceptions(*paths: str) -> tuple[type[BaseException], ...]:
 def _transient_types() -> tuple[type[BaseException], ...]:
     import redis
     from django import db
-    from dramatiq.errors import ConnectionError as BrokerConnectionError
+    from dramatiq.errors import BrokerConnectionError
 
     return (
         TransientError,

@@ -1,0 +1,126 @@
+"""Queries over job records and the retry action: what the API, admin and CLI share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from apps.tasks.models import TERMINAL_STATUSES, JobRecord, JobStatus
+from apps.tasks.services import dead_letters
+
+MAX_PAGE_SIZE = 200
+
+
+class InvalidFilter(ValueError):
+    """A filter value the API refuses (unknown status or queue, bad page)."""
+
+
+class CannotRetry(RuntimeError):
+    pass
+
+
+def filter_records(
+    *, status: str | None = None, queue: str | None = None, actor: str | None = None
+) -> QuerySet[JobRecord]:
+    records = JobRecord.objects.all()
+    if status:
+        if status not in JobStatus.values:
+            raise InvalidFilter(f"unknown status {status!r}; valid: {', '.join(JobStatus.values)}")
+        records = records.filter(status=status)
+    if queue:
+        try:
+            dead_letters.check_queue(queue)
+        except dead_letters.UnknownQueueError as exc:
+            raise InvalidFilter(str(exc)) from None
+        records = records.filter(queue_name=queue)
+    if actor:
+        records = records.filter(actor_name=actor)
+    return records.order_by("-enqueued_at")
+
+
+def page_of(records: QuerySet[JobRecord], page: int, page_size: int) -> tuple[list[JobRecord], bool]:
+    """One page and whether another follows; never a COUNT over the table."""
+    if page < 1:
+        raise InvalidFilter("page must be 1 or more")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidFilter(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+    start = (page - 1) * page_size
+    rows = list(records[start : start + page_size + 1])
+    return rows[:page_size], len(rows) > page_size
+
+
+def record_as_dict(record: JobRecord, *, detail: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": record.message_id,
+        "actor": record.actor_name,
+        "queue": record.queue_name,
+        "status": record.status,
+        "attempts": record.attempts,
+        "enqueued_at": _iso(record.enqueued_at),
+        "started_at": _iso(record.started_at),
+        "finished_at": _iso(record.finished_at),
+        "duration_ms": record.duration_ms,
+        "worker": record.worker,
+        "next_retry_at": _iso(record.next_retry_at) if record.status == JobStatus.RETRYING else None,
+        "error_type": record.error_type,
+        "error_message": record.error_message,
+    }
+    if detail:
+        data.update(
+            args=record.args,
+            kwargs=record.kwargs,
+            args_complete=record.args_complete,
+            result=record.result,
+            traceback=record.traceback,
+            updated_at=_iso(record.updated_at),
+        )
+    return data
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def retry_job(message_id: str) -> str:
+    """Run a finished job again: requeue its dead letter if the broker still has it, else send
+    its stored arguments as a new job. Returns the id of the job that will run."""
+    from apps.tasks.enqueue import enqueue
+
+    record = JobRecord.objects.get(message_id=message_id)
+    if record.status not in TERMINAL_STATUSES:
+        raise CannotRetry(f"job {message_id} is {record.status}; only finished jobs can be retried")
+    if record.status == JobStatus.DEAD_LETTER:
+        try:
+            return dead_letters.requeue_dead_letter(message_id, record.queue_name)
+        except dead_letters.DeadLetterNotFound:
+            pass  # expired or deleted from the broker: send it anew below
+    if not record.args_complete:
+        raise CannotRetry(f"job {message_id}'s arguments were masked or truncated in its record; it cannot be re-sent")
+    return enqueue(record.actor_name, args=record.args, kwargs=record.kwargs)
+
+
+def retry_jobs(message_ids: Iterable[str]) -> tuple[list[str], dict[str, str]]:
+    """Retry several jobs; returns the new ids and, per refused id, why."""
+    retried, refused = [], {}
+    for message_id in message_ids:
+        try:
+            retried.append(retry_job(message_id))
+        except (CannotRetry, JobRecord.DoesNotExist, LookupError) as exc:
+            refused[message_id] = str(exc)
+    return retried, refused
+
+
+def purge_old_records(days: int, *, batch_size: int = 10_000) -> int:
+    """Delete finished records last changed more than ``days`` ago, in batches; returns how many."""
+    cutoff = timezone.now() - timedelta(days=days)
+    old = JobRecord.objects.filter(updated_at__lt=cutoff, status__in=TERMINAL_STATUSES)
+    deleted = 0
+    while True:
+        ids = list(old.values_list("message_id", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        deleted += JobRecord.objects.filter(message_id__in=ids).delete()[0]
