@@ -42,6 +42,7 @@ def test_generated_settings_shape():
         "namespace": "app",
         "heartbeat_timeout": 60_000,
         "dead_message_ttl": 7 * 86_400_000,
+        "maintenance_chance": 1_000,
         "max_connections": 50,
         "socket_connect_timeout": 5.0,
         "socket_timeout": 10.0,
@@ -59,6 +60,8 @@ def test_generated_settings_shape():
         "apps.tasks.middleware.lifecycle.LifecycleMiddleware",
         "dramatiq.middleware.Retries",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
+        "apps.tasks.middleware.worker_registry.WorkerRegistryMiddleware",
+        "apps.tasks.middleware.memory_guard.MemoryGuardMiddleware",
     ]
     assert generated["DRAMATIQ_AUTODISCOVER_MODULES"] == ["tasks"]
     caches = generated["CACHES"]

@@ -1,7 +1,5 @@
 """The retry predicate tells transient errors from permanent ones (pure logic, no broker)."""
 
-import socket
-
 import pytest
 import redis
 from django import db
@@ -19,7 +17,7 @@ class BothKinds(TransientError, ValueError):
         TransientError("later"),
         ConnectionResetError(),
         TimeoutError(),
-        socket.timeout(),
+        TimeoutError(),
         redis.ConnectionError(),
         redis.TimeoutError(),
         db.OperationalError("server closed the connection"),

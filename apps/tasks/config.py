@@ -35,8 +35,13 @@ DRAMATIQ_DEFAULT_MIDDLEWARE: tuple[str, ...] = (
 #: order, so this one sees Retries' decision (retry scheduled, or message failed for good).
 LIFECYCLE_MIDDLEWARE = "apps.tasks.middleware.lifecycle.LifecycleMiddleware"
 
-#: What this app adds after dramatiq's defaults: Django DB connections closed per message.
-PROJECT_MIDDLEWARE: tuple[str, ...] = ("django_dramatiq.middleware.DbConnectionsMiddleware",)
+#: What this app adds after dramatiq's defaults: Django DB connections closed per message, the
+#: registry of live workers (with crash recovery), the memory guard.
+PROJECT_MIDDLEWARE: tuple[str, ...] = (
+    "django_dramatiq.middleware.DbConnectionsMiddleware",
+    "apps.tasks.middleware.worker_registry.WorkerRegistryMiddleware",
+    "apps.tasks.middleware.memory_guard.MemoryGuardMiddleware",
+)
 
 PROMETHEUS_MIDDLEWARE = "dramatiq.middleware.prometheus.Prometheus"
 
@@ -102,8 +107,18 @@ class DramatiqConfig(BaseModel):
 
     # Broker behaviour.
     heartbeat_timeout_ms: int = Field(default=60_000, ge=1_000)
+    #: dramatiq's own random maintenance: calls in a million that trigger it (recovery does not rely on it).
+    maintenance_chance: int = Field(default=1_000, ge=0, le=1_000_000)
     dead_message_ttl_ms: int = Field(default=7 * 86_400_000, ge=1_000)
     worker_shutdown_timeout_ms: int = Field(default=60_000, ge=1_000)
+    #: How often a worker process refreshes its registry entry and looks for dead workers to recover
+    #: (at most a third of heartbeat_timeout_ms).
+    worker_heartbeat_interval_ms: int = Field(default=5_000, ge=100)
+    #: A message whose worker process died under it this many times goes to the dead letter queue.
+    max_worker_deaths: int = Field(default=3, ge=1)
+    #: A worker process past either limit finishes its work and is replaced (None: no limit).
+    max_tasks_per_worker: int | None = Field(default=None, ge=1)
+    max_worker_memory_mb: int | None = Field(default=None, ge=16)
 
     @field_validator("redis_url")
     @classmethod
@@ -164,6 +179,10 @@ class DramatiqConfig(BaseModel):
         return self
 
     @property
+    def heartbeat_interval_ms(self) -> int:
+        return min(self.worker_heartbeat_interval_ms, self.heartbeat_timeout_ms // 3)
+
+    @property
     def broker_url(self) -> str:
         """The user's URL, selecting ``redis_db`` whatever database it named."""
         return with_db(self.redis_url, self.redis_db)
@@ -185,6 +204,7 @@ class DramatiqConfig(BaseModel):
             "namespace": self.redis_key_prefix,
             "heartbeat_timeout": self.heartbeat_timeout_ms,
             "dead_message_ttl": self.dead_message_ttl_ms,
+            "maintenance_chance": self.maintenance_chance,
             "max_connections": self.max_connections,
             "socket_connect_timeout": self.socket_connect_timeout,
             "socket_timeout": self.socket_timeout,

@@ -46,3 +46,27 @@ def ping_result(namespace: str, token: str) -> str:
 def events(namespace: str) -> str:
     """The capped stream of lifecycle events."""
     return f"{namespace}:tasks:events"
+
+
+def workers(namespace: str) -> str:
+    """Sorted set: worker id → last heartbeat (ms). The index of the worker registry."""
+    return f"{namespace}:tasks:workers"
+
+
+def worker(namespace: str, worker_id: str) -> str:
+    """JSON description of one live worker process (expires without heartbeats)."""
+    return f"{namespace}:tasks:workers:{worker_id}"
+
+
+def worker_in_flight(namespace: str, worker_id: str) -> str:
+    """Hash: redis message id → JSON of each message the worker process has started, not finished."""
+    return f"{namespace}:tasks:workers:{worker_id}:inflight"
+
+
+def worker_deaths(namespace: str) -> str:
+    """Hash: message id → how many worker processes died while running it."""
+    return f"{namespace}:tasks:deaths"
+
+
+def recovery_lock(namespace: str, worker_id: str) -> str:
+    return f"{namespace}:tasks:recovering:{worker_id}"

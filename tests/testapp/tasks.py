@@ -45,3 +45,24 @@ def sleepy_guard(key: str) -> None:
     """Fails until the key exists (used to make dead letters that can be requeued)."""
     if not get_redis().exists(key):
         raise PermanentError(f"{key} missing")
+
+
+# --- crash recovery -------------------------------------------------------------------------
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
+
+
+@task(queue_name="default", max_retries=0)
+def mark_slowly(key: str, number: int, seconds: float = 0.01) -> None:
+    """Take a moment, then record ``number`` in a set: idempotent, so a redelivery cannot double it."""
+    time.sleep(seconds)
+    get_redis().sadd(key, number)
+
+
+@task(queue_name="default", max_retries=0)
+def kill_own_worker(key: str) -> None:
+    """Count the delivery, then die the way an OOM kill does."""
+    get_redis().incr(key)
+    os.kill(os.getpid(), signal.SIGKILL)

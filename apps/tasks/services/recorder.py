@@ -203,6 +203,8 @@ class Recorder:
         self._lock = threading.Lock()
         self._transitions: dict[str, Transition] = {}
         self._events: list[dict[str, str]] = []
+        #: (broker, queue, command) → Redis message ids to ack/nack once their records are committed.
+        self._settlements: dict[tuple[Any, str, str], list[str]] = {}
         self._wake = threading.Event()
         self._stopping = False
         self._flush_lock = threading.Lock()
@@ -227,24 +229,45 @@ class Recorder:
             self._events.append(event)
         self._ensure_thread()
 
+    def settle_after_flush(self, broker: Any, queue_name: str, redis_message_id: str, command: str) -> None:
+        """Ack/nack a message once the records buffered so far are committed."""
+        with self._lock:
+            self._settlements.setdefault((broker, queue_name, command), []).append(redis_message_id)
+        self._ensure_thread()
+
     def flush(self) -> None:
         """Write everything buffered so far; on failure keep it for the next attempt."""
         with self._flush_lock:
             with self._lock:
                 transitions, self._transitions = self._transitions, {}
                 events, self._events = self._events, []
+                settlements, self._settlements = self._settlements, {}
             try:
                 write_transitions(list(transitions.values()))
             except Exception:
                 logger.exception("Could not write %d job records; will retry.", len(transitions))
                 self._requeue(transitions)
+                with self._lock:
+                    for key, ids in settlements.items():
+                        self._settlements.setdefault(key, [])[:0] = ids
                 connections["default"].close()
+            else:
+                self._settle(settlements)
             try:
                 publish_events(events)
             except Exception:
                 logger.exception("Could not publish %d lifecycle events; will retry.", len(events))
                 with self._lock:
                     self._events = (events + self._events)[-MAX_BUFFERED:]
+
+    def _settle(self, settlements: dict[tuple[Any, str, str], list[str]]) -> None:
+        for (broker, queue_name, command), ids in settlements.items():
+            try:
+                broker.settle_many(queue_name, command, ids)
+            except Exception:
+                logger.exception("Could not %s %d messages on %s; will retry.", command, len(ids), queue_name)
+                with self._lock:
+                    self._settlements.setdefault((broker, queue_name, command), [])[:0] = ids
 
     def _requeue(self, transitions: dict[str, Transition]) -> None:
         with self._lock:
@@ -258,7 +281,8 @@ class Recorder:
 
     def pending(self) -> int:
         with self._lock:
-            return len(self._transitions) + len(self._events)
+            settling = sum(len(ids) for ids in self._settlements.values())
+            return len(self._transitions) + len(self._events) + settling
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():

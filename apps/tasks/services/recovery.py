@@ -1,0 +1,140 @@
+"""Deterministic recovery after a worker process dies.
+
+dramatiq's RedisBroker puts a dead worker's unacknowledged messages back only during maintenance,
+which runs on about 1 broker call in 1,000 and only for the queue of that call: at low traffic a
+crashed worker's messages can wait for hours. Every live worker process calls
+``recover_dead_workers`` on each heartbeat, so a dead worker's messages are back on their queues
+within the heartbeat timeout plus one heartbeat interval, whatever the traffic.
+
+A message that was running in worker processes that died ``max_worker_deaths`` times (a task
+that gets its worker OOM-killed, say) is moved to the dead letter queue instead of being
+redelivered forever, and its job record says why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import dramatiq
+from dramatiq.common import dq_name, q_name
+
+from apps.tasks import keys
+from apps.tasks.broker import get_redis
+from apps.tasks.config import get_task_config
+from apps.tasks.services import workers
+
+logger = logging.getLogger(__name__)
+
+POISON_ERROR_TYPE = "apps.tasks.errors.WorkerDied"
+
+# Move one message from a dead worker's acks (or its queue, if maintenance already requeued it)
+# to the dead letters, atomically. KEYS: acks, queue, queue msgs, dead letters, dead letter msgs.
+_MOVE_TO_DEAD_LETTERS = """
+local data = redis.call("hget", KEYS[3], ARGV[1])
+if not data then return 0 end
+redis.call("srem", KEYS[1], ARGV[1])
+redis.call("lrem", KEYS[2], 0, ARGV[1])
+redis.call("hdel", KEYS[3], ARGV[1])
+redis.call("zadd", KEYS[4], ARGV[2], ARGV[1])
+redis.call("hset", KEYS[5], ARGV[1], data)
+return 1
+"""
+
+
+@dataclass
+class RecoveryReport:
+    dead_workers: list[str] = field(default_factory=list)
+    poisoned: list[str] = field(default_factory=list)
+    maintained_queues: list[str] = field(default_factory=list)
+
+
+def _dramatiq_has_dead_brokers(broker: dramatiq.Broker) -> bool:
+    since_ms = time.time() * 1000 - broker.heartbeat_timeout
+    return bool(get_redis().zrangebyscore(keys.heartbeats(broker.namespace), "-inf", f"({since_ms}", start=0, num=1))
+
+
+def _dead_letter_poison(broker, worker_id: str, redis_id: str, entry: dict, deaths: int) -> bool:
+    from apps.tasks.middleware.lifecycle import transition_for
+    from apps.tasks.notifications import notify_dead_letter
+    from apps.tasks.services.recorder import event_fields, publish_events, write_transitions
+    from apps.tasks.status import JobStatus
+
+    namespace = broker.namespace
+    queue = q_name(entry["queue"])
+    moved = get_redis().eval(
+        _MOVE_TO_DEAD_LETTERS,
+        5,
+        f"{namespace}:__acks__.{worker_id}.{queue}",
+        keys.queue(namespace, queue),
+        keys.queue_messages(namespace, queue),
+        keys.dead_letters(namespace, queue),
+        keys.dead_letter_messages(namespace, queue),
+        redis_id,
+        int(time.time() * 1000),
+    )
+    if not moved:
+        return False
+    reason = (
+        f"the worker process died {deaths} times while running this message "
+        f"(last: {entry.get('worker', worker_id)}); moved to the dead letter queue instead of redelivering it"
+    )
+    message = dramatiq.Message(
+        queue_name=queue,
+        actor_name=entry["actor"],
+        args=(),
+        kwargs={},
+        options={},
+        message_id=entry["message_id"],
+        message_timestamp=entry.get("enqueued_ms", int(time.time() * 1000)),
+    )
+    from apps.tasks.services.recorder import now
+
+    transition = transition_for(
+        message,
+        JobStatus.DEAD_LETTER,
+        attempts=entry.get("attempt", 0),
+        error_type=POISON_ERROR_TYPE,
+        error_message=reason,
+        finished_at=now(),
+        worker=entry.get("worker", ""),
+    )
+    write_transitions([transition])
+    meta = {"attempt": entry.get("attempt"), "error_type": POISON_ERROR_TYPE, "error": reason}
+    publish_events(
+        [event_fields("dead_letter", job_id=message.message_id, queue=queue, actor=message.actor_name, meta=meta)]
+    )
+    notify_dead_letter(transition)
+    logger.error("Message %s (%s): %s", message.message_id, message.actor_name, reason)
+    return True
+
+
+def recover_dead_workers(broker: dramatiq.Broker) -> RecoveryReport:
+    """Handle every dead registered worker once (poison accounting), then run dramatiq's
+    maintenance on each configured queue if any broker process is past its heartbeat timeout."""
+    report = RecoveryReport()
+    client = get_redis()
+    namespace = broker.namespace
+    max_deaths = get_task_config().dramatiq.max_worker_deaths
+    for worker_id in workers.dead_worker_ids():
+        if not client.set(keys.recovery_lock(namespace, worker_id), "1", nx=True, px=60_000):
+            continue  # another live worker is on it
+        report.dead_workers.append(worker_id)
+        in_flight = client.hgetall(keys.worker_in_flight(namespace, worker_id))
+        for raw_id, raw_entry in in_flight.items():
+            redis_id, entry = raw_id.decode(), json.loads(raw_entry)
+            deaths = client.hincrby(keys.worker_deaths(namespace), redis_id, 1)
+            if deaths >= max_deaths and _dead_letter_poison(broker, worker_id, redis_id, entry, deaths):
+                report.poisoned.append(entry["message_id"])
+        workers.unregister(worker_id)
+        logger.warning(
+            "Worker %s stopped sending heartbeats: recovering its %d in-flight message(s).", worker_id, len(in_flight)
+        )
+    if report.dead_workers or _dramatiq_has_dead_brokers(broker):
+        for queue in get_task_config().dramatiq.queues:
+            for name in (queue, dq_name(queue)):
+                broker.run_maintenance(name)
+                report.maintained_queues.append(name)
+    return report
