@@ -116,6 +116,7 @@ TASK_CONFIG = TaskConfig(
         worker_shutdown_timeout_ms=env_int("TASKS_WORKER_SHUTDOWN_TIMEOUT_MS", 60_000),
         worker_heartbeat_interval_ms=env_int("TASKS_WORKER_HEARTBEAT_INTERVAL_MS", 5_000),
         max_worker_deaths=env_int("TASKS_MAX_WORKER_DEATHS", 3),
+        state_dir=env_str("TASKS_STATE_DIR", str(VAR_DIR / "run")),
         max_tasks_per_worker=env_int("TASKS_MAX_TASKS_PER_WORKER", 0) or None,
         max_worker_memory_mb=env_int("TASKS_MAX_WORKER_MEMORY_MB", 0) or None,
     ),

@@ -3,12 +3,49 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
 import dramatiq
 import redis
+from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker as DramatiqRedisBroker
 from dramatiq.brokers.redis import _RedisConsumer
-from dramatiq.common import current_millis
+from dramatiq.common import current_millis, dq_name, q_name, xq_name
+
+# dramatiq's dispatch.lua "ack" and "nack" commands, for many messages of one queue at once.
+_SETTLE_MANY = """
+redis.call("zadd", KEYS[5], ARGV[2], ARGV[3])
+for i = 4, #ARGV do
+    local id = ARGV[i]
+    if redis.call("srem", KEYS[1], id) > 0 then
+        if ARGV[1] == "nack" then
+            local message = redis.call("hget", KEYS[2], id)
+            if message then
+                redis.call("zadd", KEYS[3], ARGV[2], id)
+                redis.call("hset", KEYS[4], id, message)
+            end
+        end
+        redis.call("hdel", KEYS[2], id)
+    end
+end
+return #ARGV - 3
+"""
+
+
+#: Lifecycle event fields, in the order _XADD_MANY expects them.
+EVENT_FIELDS = ("id", "source", "event", "job_id", "queue", "actor", "meta", "timestamp")
+
+# XADD every event of a batch in one call. ARGV: max length, then 8 values per event in EVENT_FIELDS order.
+_XADD_MANY = """
+local n = #ARGV
+for i = 2, n, 8 do
+    redis.call("xadd", KEYS[1], "MAXLEN", "~", ARGV[1], "*",
+        "id", ARGV[i], "source", ARGV[i + 1], "event", ARGV[i + 2], "job_id", ARGV[i + 3],
+        "queue", ARGV[i + 4], "actor", ARGV[i + 5], "meta", ARGV[i + 6], "timestamp", ARGV[i + 7])
+end
+return n
+"""
+_EVENTS_PER_CALL = 500
 
 
 class RecordedAckConsumer(_RedisConsumer):
@@ -50,16 +87,86 @@ class RedisBroker(DramatiqRedisBroker):
     def consumer_class(self):
         return RecordedAckConsumer
 
+    def _sha(self, script: str) -> str:
+        """The SHA of one of our Lua scripts, loaded into Redis once per broker."""
+        sha = self._script_shas.get(script)
+        if sha is None:
+            sha = self._script_shas[script] = self.client.script_load(script)
+        return sha
+
+    def _event_values(self, events: list[dict[str, str]], max_length: int) -> list[Any]:
+        values: list[Any] = [max_length]
+        for fields in events:
+            values.extend(fields[name] for name in EVENT_FIELDS)
+        return values
+
+    def publish_events(self, events: list[dict[str, str]], max_length: int) -> None:
+        """Append lifecycle events to the namespace's capped stream, in order, in one call."""
+        stream = f"{self.namespace}:tasks:events"  # keys.events()
+        for start in range(0, len(events), _EVENTS_PER_CALL):
+            values = self._event_values(events[start : start + _EVENTS_PER_CALL], max_length)
+            try:
+                self.client.evalsha(self._sha(_XADD_MANY), 1, stream, *values)
+            except redis.exceptions.NoScriptError:  # Redis restarted: load again
+                self._script_shas.clear()
+                self.client.evalsha(self._sha(_XADD_MANY), 1, stream, *values)
+
+    def enqueue(self, message: Message, *, delay: int | None = None, event: dict[str, str] | None = None) -> Message:
+        """dramatiq's enqueue; with ``event``, the lifecycle event goes in the same round-trip, first."""
+        if event is None:
+            return super().enqueue(message, delay=delay)
+        from apps.tasks.config import get_task_config
+
+        queue_name = message.queue_name
+        message = message.copy(options={"redis_message_id": str(uuid4())})
+        if delay is not None:
+            queue_name = dq_name(queue_name)
+            message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
+        self.emit_before("enqueue", message, delay)
+        dispatch_args = [
+            "enqueue",
+            current_millis(),
+            queue_name,
+            self.broker_id,
+            self.heartbeat_timeout,
+            self.dead_message_ttl,
+            self._should_do_maintenance("enqueue"),
+            self._max_unpack_size(),
+            message.options["redis_message_id"],
+            message.encode(),
+        ]
+        event_values = self._event_values([event], get_task_config().events_max_length)
+        for attempt in (1, 2):
+            # EVALSHA directly: a pipeline given Script objects asks SCRIPT EXISTS on every execute.
+            pipeline = self.client.pipeline(transaction=False)
+            pipeline.evalsha(self._sha(_XADD_MANY), 1, f"{self.namespace}:tasks:events", *event_values)
+            pipeline.evalsha(self.scripts["dispatch"].sha, 1, self.namespace, *dispatch_args)
+            try:
+                pipeline.execute()
+                break
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                self._script_shas.clear()
+                self.scripts["dispatch"].sha = self.client.script_load(self.scripts["dispatch"].script)
+        self.emit_after("enqueue", message, delay)
+        return message
+
     def settle_many(self, queue_name: str, command: str, redis_message_ids: list[str]) -> None:
-        """Ack or nack many messages of one queue in one pipelined round-trip."""
-        dispatch = self.scripts["dispatch"]
-        pipeline = self.client.pipeline(transaction=False)
-        timestamp = current_millis()
-        unpack = self._max_unpack_size()
-        for redis_message_id in redis_message_ids:
-            args = [command, timestamp, queue_name, self.broker_id, self.heartbeat_timeout, self.dead_message_ttl]
-            dispatch(args=[*args, 0, unpack, redis_message_id], keys=[self.namespace], client=pipeline)
-        pipeline.execute()
+        """Ack or nack many messages of one queue in one script call (dramatiq's ack/nack, batched)."""
+        if self._settle_script is None:
+            self._settle_script = self.client.register_script(_SETTLE_MANY)
+        canonical = q_name(queue_name)
+        self._settle_script(
+            keys=[
+                f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}",
+                f"{self.namespace}:{queue_name}.msgs",
+                f"{self.namespace}:{xq_name(canonical)}",
+                f"{self.namespace}:{xq_name(canonical)}.msgs",
+                f"{self.namespace}:__heartbeats__",
+            ],
+            args=[command, current_millis(), self.broker_id, *redis_message_ids],
+        )
 
     def __init__(self, *, url: str | None = None, client: redis.Redis | None = None, **parameters: Any) -> None:
         broker_parameters = {
@@ -72,6 +179,8 @@ class RedisBroker(DramatiqRedisBroker):
         elif client is None:
             client = redis.Redis(**parameters)
         super().__init__(client=client, **broker_parameters)
+        self._settle_script = None
+        self._script_shas: dict[str, str] = {}
 
     def run_maintenance(self, queue_name: str) -> None:
         """Run dramatiq's maintenance on one queue now, rather than on 1 call in 1,000.

@@ -9,9 +9,11 @@ with a message that names the field.
 from __future__ import annotations
 
 import re
+import tempfile
 from enum import Enum
 from importlib import import_module
 from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -116,6 +118,8 @@ class DramatiqConfig(BaseModel):
     worker_heartbeat_interval_ms: int = Field(default=5_000, ge=100)
     #: A message whose worker process died under it this many times goes to the dead letter queue.
     max_worker_deaths: int = Field(default=3, ge=1)
+    #: Where worker processes note what they are running (must survive a worker restart on the host).
+    state_dir: str = ""
     #: A worker process past either limit finishes its work and is replaced (None: no limit).
     max_tasks_per_worker: int | None = Field(default=None, ge=1)
     max_worker_memory_mb: int | None = Field(default=None, ge=16)
@@ -177,6 +181,12 @@ class DramatiqConfig(BaseModel):
         if self.prometheus_enabled and find_spec("prometheus_client") is None:
             raise ValueError("prometheus_enabled needs the prometheus extra: pip install 'dramatiq[prometheus]'")
         return self
+
+    @property
+    def state_path(self) -> Path:
+        if self.state_dir:
+            return Path(self.state_dir)
+        return Path(tempfile.gettempdir()) / f"apps-tasks-{self.redis_key_prefix}"
 
     @property
     def heartbeat_interval_ms(self) -> int:

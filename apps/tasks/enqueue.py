@@ -9,6 +9,7 @@ import dramatiq
 from django.db import transaction
 from dramatiq.errors import ActorNotFound
 
+from apps.tasks.broker import RedisBroker
 from apps.tasks.middleware.lifecycle import attempt_number, recorded_by_caller
 from apps.tasks.services.recorder import Transition, event_fields, from_millis, publish_events, write_transitions
 from apps.tasks.status import JobStatus
@@ -54,18 +55,15 @@ def send_recorded(message: dramatiq.Message, delay: int | None = None, using: st
     broker = dramatiq.get_broker()
     token = recorded_by_caller.set(message.message_id)
     try:
-        publish_events(
-            [
-                event_fields(
-                    "enqueued",
-                    job_id=message.message_id,
-                    queue=message.queue_name,
-                    actor=message.actor_name,
-                    meta={"delay_ms": delay},
-                )
-            ]
-        )
-        broker.enqueue(message, delay=delay)
+        event = event_fields(
+            "enqueued", job_id=message.message_id, queue=message.queue_name, actor=message.actor_name,
+            meta={"delay_ms": delay},
+        )  # fmt: skip
+        if isinstance(broker, RedisBroker):
+            broker.enqueue(message, delay=delay, event=event)  # event and message in one round-trip
+        else:
+            publish_events([event])
+            broker.enqueue(message, delay=delay)
     except Exception as exc:
         reason = f"enqueue failed: {type(exc).__name__}: {exc}"
         logger.error("Job %s (%s) stays pending: %s", message.message_id, message.actor_name, reason)

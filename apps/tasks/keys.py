@@ -58,14 +58,14 @@ def worker(namespace: str, worker_id: str) -> str:
     return f"{namespace}:tasks:workers:{worker_id}"
 
 
-def worker_in_flight(namespace: str, worker_id: str) -> str:
-    """Hash: redis message id → JSON of each message the worker process has started, not finished."""
-    return f"{namespace}:tasks:workers:{worker_id}:inflight"
-
-
 def worker_deaths(namespace: str) -> str:
-    """Hash: message id → how many worker processes died while running it."""
+    """Hash: Redis message id → how many worker processes died while running it."""
     return f"{namespace}:tasks:deaths"
+
+
+def acks(namespace: str, broker_id: str, queue_name: str) -> str:
+    """dramatiq's set of messages a broker process fetched from a queue and has not acknowledged."""
+    return f"{namespace}:__acks__.{broker_id}.{queue_name}"
 
 
 def recovery_lock(namespace: str, worker_id: str) -> str:

@@ -73,7 +73,8 @@ class LifecycleMiddleware(Middleware):
         transition = transition_for(
             message, JobStatus.RUNNING, attempts=attempt, started_at=self._local.started_at, worker=worker_label()
         )
-        get_recorder().record(transition, self._event("started", message, {"attempt": attempt}))
+        event = self._event("started", message, {"attempt": attempt}, self._local.started_at)
+        get_recorder().record(transition, event)
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
         from apps.tasks.config import get_task_config
@@ -87,7 +88,7 @@ class LifecycleMiddleware(Middleware):
         if exception is None:
             transition = self._finished(message, JobStatus.COMPLETED, finished_at, attempt)
             transition.result = stored_result(result, get_task_config().record_args_max_bytes)
-            recorder.record(transition, self._event("completed", message, {"attempt": attempt}))
+            recorder.record(transition, self._event("completed", message, {"attempt": attempt}, finished_at))
             self._local.message_id = None
             return
 
@@ -140,9 +141,9 @@ class LifecycleMiddleware(Middleware):
         )
 
     @staticmethod
-    def _event(name: str, message, meta: dict) -> dict[str, str]:
+    def _event(name: str, message, meta: dict, at=None) -> dict[str, str]:
         return event_fields(
-            name, job_id=message.message_id, queue=message.queue_name, actor=message.actor_name, meta=meta
+            name, job_id=message.message_id, queue=message.queue_name, actor=message.actor_name, meta=meta, at=at
         )
 
 

@@ -12,6 +12,7 @@ transitions, and the broker redelivers the unacknowledged messages, which are re
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import logging
 import os
@@ -69,8 +70,15 @@ def from_millis(millis: int | float) -> datetime:
     return datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
 
 
+_worker_label: tuple[int, str] = (0, "")
+
+
 def worker_label() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid`` of this process."""
+    global _worker_label
+    if _worker_label[0] != os.getpid():
+        _worker_label = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}")
+    return _worker_label[1]
 
 
 @dataclass(slots=True)
@@ -109,6 +117,10 @@ class Transition:
         return self
 
 
+_JSON_COLUMNS = frozenset({"args", "kwargs", "result"})
+_DATETIME_COLUMNS = frozenset({"enqueued_at", "started_at", "finished_at", "next_retry_at", "updated_at"})
+
+
 def _upsert_sql(connection) -> str:
     from apps.tasks.models import JobRecord
 
@@ -126,7 +138,9 @@ def _upsert_sql(connection) -> str:
         else:
             updates.append(f"{name} = excluded.{name}")
     columns = ", ".join(quote(column) for column in COLUMNS)
-    placeholders = ", ".join(["%s"] * len(COLUMNS))
+    # JSON arrives as text, serialised once; PostgreSQL is told it is jsonb.
+    json_placeholder = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+    placeholders = ", ".join(json_placeholder if column in _JSON_COLUMNS else "%s" for column in COLUMNS)
     return (
         f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - model identifiers only
         f"ON CONFLICT ({quote('message_id')}) DO UPDATE SET {', '.join(updates)} "
@@ -134,47 +148,105 @@ def _upsert_sql(connection) -> str:
     )
 
 
+def _row(item: Transition, config, adapt_datetime) -> list[Any]:
+    args_json, kwargs_json, complete = stored_arguments(
+        item.args, item.kwargs, secret_keys=config.secret_arg_keys, max_bytes=config.record_args_max_bytes
+    )
+    result_json = None if item.result is None else json.dumps(item.result, separators=(",", ":"))
+    return [
+        item.message_id,
+        item.actor_name,
+        item.queue_name,
+        args_json,
+        kwargs_json,
+        complete,
+        item.status,
+        item.attempts,
+        item.error_type,
+        item.error_message,
+        item.traceback,
+        result_json,
+        adapt_datetime(item.enqueued_at),
+        adapt_datetime(item.started_at),
+        adapt_datetime(item.finished_at),
+        item.duration_ms,
+        item.worker,
+        adapt_datetime(item.next_retry_at),
+        adapt_datetime(item.updated_at),
+    ]
+
+
+def _binds_client_side(cursor) -> bool:
+    import psycopg
+
+    return isinstance(cursor.cursor, psycopg.ClientCursor)
+
+
 def write_transitions(transitions: list[Transition], using: str = "default") -> None:
     """Upsert the records of ``transitions`` in one transaction (or the caller's, if one is open)."""
     if not transitions:
         return
     from apps.tasks.config import get_task_config
-    from apps.tasks.models import JobRecord
 
     config = get_task_config()
     connection = connections[using]
-    fields = [JobRecord._meta.get_field(column) for column in COLUMNS]
-    rows = []
-    for item in transitions:
-        args, kwargs, complete = stored_arguments(
-            item.args, item.kwargs, secret_keys=config.secret_arg_keys, max_bytes=config.record_args_max_bytes
-        )
-        values = {
-            **{column: getattr(item, column) for column in COLUMNS if hasattr(item, column)},
-            "args": args,
-            "kwargs": kwargs,
-            "args_complete": complete,
-        }
-        rows.append([model_field.get_db_prep_save(values[model_field.attname], connection) for model_field in fields])
+    if connection.vendor == "postgresql":  # psycopg adapts aware datetimes itself
+
+        def adapt_datetime(value):
+            return value
+    else:
+        adapt_datetime = connection.ops.adapt_datetimefield_value
+    rows = [_row(item, config, adapt_datetime) for item in transitions]
     sql = _upsert_sql(connection)
-    with transaction.atomic(using=using), connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+    if connection.in_atomic_block:  # the caller's transaction: join it, change nothing about it
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, rows)
+    elif len(rows) == 1:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql" and _binds_client_side(cursor):
+                # One round-trip and no fsync wait (see below): a simple query may hold several statements.
+                cursor.execute(f"BEGIN; SET LOCAL synchronous_commit TO OFF; {sql}; COMMIT", rows[0])
+            else:
+                cursor.execute(sql, rows[0])
+    else:
+        with transaction.atomic(using=using), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # A batch needs no fsync: a record lost in a database crash is written again by the
+                # message's next transition (every transition upserts the whole row).
+                cursor.execute("SET LOCAL synchronous_commit = off")
+            cursor.executemany(sql, rows)
 
 
 def event_fields(
     event: str, *, job_id: str, queue: str, actor: str, meta: dict[str, Any] | None = None, at: datetime | None = None
 ) -> dict[str, str]:
     """A lifecycle event in the stream's schema (flat string fields, ``meta`` as JSON)."""
+    if meta and len(meta) == 1 and type(meta.get("attempt")) is int:
+        meta_json = f'{{"attempt":{meta["attempt"]}}}'  # the common case, without json.dumps
+    else:
+        meta_json = json.dumps(meta or {}, default=str, separators=(",", ":"))
     return {
-        "id": uuid.uuid4().hex,
+        "id": next_event_id(),
         "source": SOURCE,
         "event": event,
         "job_id": job_id,
         "queue": queue,
         "actor": actor,
-        "meta": json.dumps(meta or {}, default=str, separators=(",", ":")),
+        "meta": meta_json,
         "timestamp": (at or now()).isoformat(),
     }
+
+
+_event_ids: tuple[int, str, itertools.count] = (0, "", itertools.count(1))
+
+
+def next_event_id() -> str:
+    """Unique across processes: a random per-process prefix and a counter (cheaper than uuid4)."""
+    global _event_ids
+    pid, prefix, counter = _event_ids
+    if pid != os.getpid():  # a forked child must not repeat its parent's ids
+        pid, prefix, counter = _event_ids = (os.getpid(), uuid.uuid4().hex[:16], itertools.count(1))
+    return f"{prefix}-{next(counter):x}"
 
 
 def publish_events(events: list[dict[str, str]]) -> None:
@@ -183,16 +255,11 @@ def publish_events(events: list[dict[str, str]]) -> None:
         return
     import dramatiq
 
-    from apps.tasks import keys
-    from apps.tasks.broker import get_redis
     from apps.tasks.config import get_task_config
 
-    stream = keys.events(dramatiq.get_broker().namespace)
-    max_length = get_task_config().events_max_length
-    pipeline = get_redis().pipeline(transaction=False)
-    for fields in events:
-        pipeline.xadd(stream, fields, maxlen=max_length, approximate=True)
-    pipeline.execute()
+    broker = dramatiq.get_broker()
+    if hasattr(broker, "publish_events"):  # a stub broker (tasks disabled) has no stream
+        broker.publish_events(events, get_task_config().events_max_length)
 
 
 class Recorder:

@@ -13,7 +13,6 @@ redelivered forever, and its job record says why.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from dramatiq.common import dq_name, q_name
 from apps.tasks import keys
 from apps.tasks.broker import get_redis
 from apps.tasks.config import get_task_config
-from apps.tasks.services import workers
+from apps.tasks.services import inflight, workers
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +55,10 @@ def _dramatiq_has_dead_brokers(broker: dramatiq.Broker) -> bool:
     return bool(get_redis().zrangebyscore(keys.heartbeats(broker.namespace), "-inf", f"({since_ms}", start=0, num=1))
 
 
-def _dead_letter_poison(broker, worker_id: str, redis_id: str, entry: dict, deaths: int) -> bool:
+def _dead_letter_poison(broker, worker_id: str, entry: dict, deaths: int) -> bool:
     from apps.tasks.middleware.lifecycle import transition_for
     from apps.tasks.notifications import notify_dead_letter
-    from apps.tasks.services.recorder import event_fields, publish_events, write_transitions
+    from apps.tasks.services.recorder import event_fields, now, publish_events, write_transitions
     from apps.tasks.status import JobStatus
 
     namespace = broker.namespace
@@ -67,19 +66,19 @@ def _dead_letter_poison(broker, worker_id: str, redis_id: str, entry: dict, deat
     moved = get_redis().eval(
         _MOVE_TO_DEAD_LETTERS,
         5,
-        f"{namespace}:__acks__.{worker_id}.{queue}",
+        keys.acks(namespace, worker_id, queue),
         keys.queue(namespace, queue),
         keys.queue_messages(namespace, queue),
         keys.dead_letters(namespace, queue),
         keys.dead_letter_messages(namespace, queue),
-        redis_id,
+        entry["redis_id"],
         int(time.time() * 1000),
     )
     if not moved:
         return False
     reason = (
-        f"the worker process died {deaths} times while running this message "
-        f"(last: {entry.get('worker', worker_id)}); moved to the dead letter queue instead of redelivering it"
+        f"the worker process died {deaths} times while running this message; "
+        "moved to the dead letter queue instead of redelivering it"
     )
     message = dramatiq.Message(
         queue_name=queue,
@@ -88,50 +87,53 @@ def _dead_letter_poison(broker, worker_id: str, redis_id: str, entry: dict, deat
         kwargs={},
         options={},
         message_id=entry["message_id"],
-        message_timestamp=entry.get("enqueued_ms", int(time.time() * 1000)),
+        message_timestamp=entry.get("enqueued_ms") or int(time.time() * 1000),
     )
-    from apps.tasks.services.recorder import now
-
+    attempt = entry.get("prior_attempts", 0) + entry.get("retries", 0) + 1
     transition = transition_for(
         message,
         JobStatus.DEAD_LETTER,
-        attempts=entry.get("attempt", 0),
+        attempts=attempt,
         error_type=POISON_ERROR_TYPE,
         error_message=reason,
         finished_at=now(),
-        worker=entry.get("worker", ""),
     )
     write_transitions([transition])
-    meta = {"attempt": entry.get("attempt"), "error_type": POISON_ERROR_TYPE, "error": reason}
-    publish_events(
-        [event_fields("dead_letter", job_id=message.message_id, queue=queue, actor=message.actor_name, meta=meta)]
-    )
+    meta = {"attempt": attempt, "error_type": POISON_ERROR_TYPE, "error": reason}
+    event = event_fields("dead_letter", job_id=message.message_id, queue=queue, actor=message.actor_name, meta=meta)
+    publish_events([event])
     notify_dead_letter(transition)
     logger.error("Message %s (%s): %s", message.message_id, message.actor_name, reason)
     return True
 
 
-def recover_dead_workers(broker: dramatiq.Broker) -> RecoveryReport:
-    """Handle every dead registered worker once (poison accounting), then run dramatiq's
-    maintenance on each configured queue if any broker process is past its heartbeat timeout."""
-    report = RecoveryReport()
+def _account_dead_processes(broker: dramatiq.Broker, report: RecoveryReport) -> None:
+    """Count a death for each message that a vanished worker process on this host was running."""
     client = get_redis()
-    namespace = broker.namespace
-    max_deaths = get_task_config().dramatiq.max_worker_deaths
-    for worker_id in workers.dead_worker_ids():
-        if not client.set(keys.recovery_lock(namespace, worker_id), "1", nx=True, px=60_000):
-            continue  # another live worker is on it
-        report.dead_workers.append(worker_id)
-        in_flight = client.hgetall(keys.worker_in_flight(namespace, worker_id))
-        for raw_id, raw_entry in in_flight.items():
-            redis_id, entry = raw_id.decode(), json.loads(raw_entry)
-            deaths = client.hincrby(keys.worker_deaths(namespace), redis_id, 1)
-            if deaths >= max_deaths and _dead_letter_poison(broker, worker_id, redis_id, entry, deaths):
+    config = get_task_config().dramatiq
+    deaths_key = keys.worker_deaths(broker.namespace)
+    for dead in inflight.dead_processes(config.state_path):
+        if not client.set(keys.recovery_lock(broker.namespace, f"slots:{dead.worker_id}"), "1", nx=True, px=60_000):
+            continue
+        for entry in dead.running:
+            deaths = client.hincrby(deaths_key, entry["redis_id"], 1)
+            client.pexpire(deaths_key, config.dead_message_ttl_ms)
+            if deaths >= config.max_worker_deaths and _dead_letter_poison(broker, dead.worker_id, entry, deaths):
                 report.poisoned.append(entry["message_id"])
+        dead.path.unlink(missing_ok=True)
+        logger.warning("Worker process %d died while running %d message(s).", dead.pid, len(dead.running))
+
+
+def recover_dead_workers(broker: dramatiq.Broker) -> RecoveryReport:
+    """Account for dead processes on this host (poison messages), drop dead workers from the
+    registry, then run dramatiq's maintenance on each configured queue if any broker process is
+    past its heartbeat timeout, which puts their unacknowledged messages back."""
+    report = RecoveryReport()
+    _account_dead_processes(broker, report)
+    for worker_id in workers.dead_worker_ids():
         workers.unregister(worker_id)
-        logger.warning(
-            "Worker %s stopped sending heartbeats: recovering its %d in-flight message(s).", worker_id, len(in_flight)
-        )
+        report.dead_workers.append(worker_id)
+        logger.warning("Worker %s stopped sending heartbeats: recovering its messages.", worker_id)
     if report.dead_workers or _dramatiq_has_dead_brokers(broker):
         for queue in get_task_config().dramatiq.queues:
             for name in (queue, dq_name(queue)):

@@ -32,20 +32,24 @@ def mask_secrets(value: Any, secret_keys: Iterable[str]) -> tuple[Any, bool]:
     return walk(value), masked_any
 
 
-def stored_arguments(
-    args: Any, kwargs: Any, *, secret_keys: Iterable[str], max_bytes: int
-) -> tuple[Any, dict[str, Any], bool]:
-    """``(args, kwargs, complete)`` to store; ``complete`` is False if anything was masked or cut."""
-    (args, kwargs), masked = mask_secrets([list(args or ()), dict(kwargs or {})], secret_keys)
-    text = json.dumps([args, kwargs], default=str, separators=(",", ":"))
-    if len(text) > max_bytes:
-        preview = text[: max(0, max_bytes - 200)]
-        return {"truncated": True, "size": len(text), "preview": preview}, {}, False
-    if masked:
-        return args, kwargs, False
-    # default=str above may have changed values: store exactly what was measured.
-    args, kwargs = json.loads(text)
-    return args, kwargs, True
+def stored_arguments(args: Any, kwargs: Any, *, secret_keys: Iterable[str], max_bytes: int) -> tuple[str, str, bool]:
+    """``(args_json, kwargs_json, complete)`` to store; ``complete`` is False if anything was masked or cut."""
+    args, kwargs = list(args or ()), dict(kwargs or {})
+    if kwargs or any(isinstance(item, dict | list | tuple) for item in args):
+        (args, kwargs), masked = mask_secrets([args, kwargs], secret_keys)
+    else:
+        masked = False
+    args_json = json.dumps(args, default=str, separators=(",", ":"))
+    kwargs_json = json.dumps(kwargs, default=str, separators=(",", ":"))
+    size = len(args_json) + len(kwargs_json)
+    if size > max_bytes:
+        text, length = args_json + " " + kwargs_json, max_bytes
+        while True:  # escaping can grow the preview: shrink it until the whole marker fits
+            marker = json.dumps({"truncated": True, "size": size, "preview": text[:length]})
+            if len(marker) <= max_bytes:
+                return marker, "{}", False
+            length = length * 3 // 4
+    return args_json, kwargs_json, not masked
 
 
 def stored_result(result: Any, max_bytes: int) -> Any:

@@ -46,7 +46,7 @@ def heartbeat_timeout_ms() -> int:
     return get_task_config().dramatiq.heartbeat_timeout_ms
 
 
-def publish(info: WorkerInfo, in_flight_done: list[str] | None = None) -> None:
+def publish(info: WorkerInfo) -> None:
     """Refresh a worker's entry: its JSON (expiring) and its score in the index, in one round-trip."""
     namespace = _namespace()
     timeout_ms = heartbeat_timeout_ms()
@@ -55,8 +55,6 @@ def publish(info: WorkerInfo, in_flight_done: list[str] | None = None) -> None:
     pipeline = get_redis().pipeline(transaction=False)
     pipeline.set(keys.worker(namespace, info.worker_id), json.dumps(info.as_dict()), px=timeout_ms * 2)
     pipeline.zadd(keys.workers(namespace), {info.worker_id: now_ms})
-    if in_flight_done:
-        pipeline.hdel(keys.worker_in_flight(namespace, info.worker_id), *in_flight_done)
     pipeline.execute()
 
 
@@ -64,7 +62,7 @@ def unregister(worker_id: str) -> None:
     namespace = _namespace()
     pipeline = get_redis().pipeline(transaction=False)
     pipeline.zrem(keys.workers(namespace), worker_id)
-    pipeline.delete(keys.worker(namespace, worker_id), keys.worker_in_flight(namespace, worker_id))
+    pipeline.delete(keys.worker(namespace, worker_id))
     pipeline.execute()
 
 
