@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +25,7 @@ def _records_go_to_the_test_database(django_db_setup, django_db_blocker) -> Iter
 
     with django_db_blocker.unblock():
         get_recorder().stop()
+    shutil.rmtree(settings.TASK_CONFIG.dramatiq.state_path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -184,9 +184,9 @@ class DramatiqConfig(BaseModel):
 
     @property
     def state_path(self) -> Path:
-        if self.state_dir:
-            return Path(self.state_dir)
-        return Path(tempfile.gettempdir()) / f"apps-tasks-{self.redis_key_prefix}"
+        """``state_dir`` (default: the temp dir), one folder per namespace so deployments never mix."""
+        base = Path(self.state_dir) if self.state_dir else Path(tempfile.gettempdir()) / "apps-tasks"
+        return base / self.redis_key_prefix
 
     @property
     def heartbeat_interval_ms(self) -> int:
