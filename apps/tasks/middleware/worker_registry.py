@@ -31,7 +31,8 @@ class WorkerRegistryMiddleware(Middleware):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def after_worker_boot(self, broker, worker) -> None:
+    def before_worker_boot(self, broker, worker) -> None:
+        # Before: worker threads start taking messages while the worker is still booting.
         from apps.tasks.config import get_task_config
         from apps.tasks.services.inflight import InFlightSlots
         from apps.tasks.services.workers import WorkerInfo
