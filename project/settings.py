@@ -124,6 +124,7 @@ TASK_CONFIG = TaskConfig(
     record_retention_days=env_int("TASKS_RECORD_RETENTION_DAYS", 7),
     dead_letter_notifier=env_str("TASKS_DEAD_LETTER_NOTIFIER", "apps.tasks.notifications.mail_admins_notifier"),
     admin_base_url=env_str("TASKS_ADMIN_BASE_URL", ""),
+    health_requires_consumers=env_bool("TASKS_HEALTH_REQUIRES_CONSUMERS", True),
 )
 globals().update(TASK_CONFIG.to_django_settings())
 

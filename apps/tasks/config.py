@@ -246,6 +246,8 @@ class TaskConfig(BaseModel):
     events_max_length: int = Field(default=10_000, ge=100)
     dead_letter_notifier: str = "apps.tasks.notifications.mail_admins_notifier"
     admin_base_url: str = ""
+    #: Health is degraded (HTTP 503, exit 1) while a configured queue has no live consumer.
+    health_requires_consumers: bool = True
 
     @field_validator("dead_letter_notifier")
     @classmethod

@@ -66,3 +66,8 @@ def kill_own_worker(key: str) -> None:
     """Count the delivery, then die the way an OOM kill does."""
     get_redis().incr(key)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@task(queue_name="low")
+def low_noop() -> None:
+    """Never consumed in the tests: it stays on the low queue to be counted."""

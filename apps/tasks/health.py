@@ -1,0 +1,96 @@
+"""``get_task_health()``: is Redis up, which workers are alive, how long each queue is.
+
+Every figure comes from Redis or the running configuration; workers come from the registry
+that live worker processes refresh (services.workers), never from the configuration.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import dramatiq
+
+from apps.tasks.config import LIFECYCLE_MIDDLEWARE, get_task_config
+from apps.tasks.redis_urls import mask_text, mask_url
+
+OK, DEGRADED, DOWN = "ok", "degraded", "down"
+EXIT_CODES = {OK: 0, DEGRADED: 1, DOWN: 2}
+
+
+def configuration_errors() -> list[str]:
+    """Checks of the running broker against TASK_CONFIG (settings that loaded can still disagree)."""
+    from django.conf import settings
+
+    from apps.tasks.broker import RedisBroker
+
+    config = get_task_config()
+    if not config.enabled:
+        return []
+    errors = []
+    broker = dramatiq.get_broker()
+    if not isinstance(broker, RedisBroker):
+        errors.append(f"the broker is {type(broker).__name__}, not apps.tasks.broker.RedisBroker")
+        return errors
+    if broker.namespace != config.dramatiq.redis_key_prefix:
+        errors.append(f"broker namespace {broker.namespace!r} != redis_key_prefix {config.dramatiq.redis_key_prefix!r}")
+    db = broker.client.connection_pool.connection_kwargs.get("db", 0)
+    if db != config.dramatiq.redis_db:
+        errors.append(f"the broker uses Redis DB {db}, the configuration says {config.dramatiq.redis_db}")
+    names = [f"{type(item).__module__}.{type(item).__name__}" for item in broker.middleware]
+    lifecycle_class = LIFECYCLE_MIDDLEWARE.rsplit(".", 1)[1]
+    positions = {name.rsplit(".", 1)[1]: index for index, name in enumerate(names)}
+    if lifecycle_class not in positions:
+        errors.append("the lifecycle middleware is not installed: jobs are not recorded")
+    elif "Retries" in positions and positions[lifecycle_class] > positions["Retries"]:
+        errors.append("the lifecycle middleware must come before Retries to record retry decisions")
+    if getattr(settings, "DRAMATIQ_BROKER", {}).get("OPTIONS", {}).get("url") != config.dramatiq.broker_url:
+        errors.append("DRAMATIQ_BROKER does not match TASK_CONFIG: build settings with to_django_settings()")
+    return errors
+
+
+def get_task_health() -> dict[str, Any]:
+    """The health report; ``status`` is ok, degraded (a queue without consumer, bad configuration)
+    or down (Redis unreachable)."""
+    from apps.tasks.discovery import discover_task_modules
+    from apps.tasks.services.queues import queue_stats
+    from apps.tasks.services.workers import live_workers
+
+    config = get_task_config()
+    errors = configuration_errors()
+    report: dict[str, Any] = {
+        "status": OK,
+        "enabled": config.enabled,
+        "redis_connection": {"ok": False, "url": mask_url(config.dramatiq.broker_url), "latency_ms": None},
+        "configuration_valid": not errors,
+        "configuration_errors": errors,
+        "workers": [],
+        "queues": {},
+        "discovered_modules": discover_task_modules(),
+        "checked_at": datetime.now(timezone.utc).isoformat(),
+    }
+    if not config.enabled:
+        return report
+    try:
+        from apps.tasks.broker import get_redis
+
+        started = time.perf_counter()
+        get_redis().ping()
+        report["redis_connection"].update(ok=True, latency_ms=round((time.perf_counter() - started) * 1000, 2))
+        workers = live_workers()
+        stats = queue_stats()
+    except Exception as exc:  # any Redis failure means down, with the reason and no secret
+        report["redis_connection"]["error"] = mask_text(f"{type(exc).__name__}: {exc}")
+        report["status"] = DOWN
+        return report
+
+    for stat in stats:
+        stat.consumers = sum(1 for worker in workers if stat.name in worker.queues)
+    report["workers"] = [worker.as_dict() for worker in workers]
+    report["queues"] = {stat.name: stat.as_dict() for stat in stats}
+    unconsumed = [stat.name for stat in stats if not stat.has_consumer]
+    report["queues_without_consumer"] = unconsumed
+    if errors or (unconsumed and config.health_requires_consumers):
+        report["status"] = DEGRADED
+    return report
