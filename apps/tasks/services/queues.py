@@ -81,3 +81,29 @@ def queue_stats(queue_names: tuple[str, ...] | None = None) -> list[QueueStats]:
         QueueStats(queue, ready, in_flight, delayed, dead, ages.get(queue))
         for queue, ready, in_flight, delayed, dead, _ in partial
     ]
+
+
+def purge_queue(queue_name: str) -> int:
+    """Delete every message of a queue (ready, delayed and dead letters); pending and retrying
+    records of that queue become skipped with the reason. Returns how many messages went."""
+    from django.utils import timezone
+
+    from apps.tasks.models import JobRecord, JobStatus
+    from apps.tasks.services.dead_letters import check_queue
+
+    queue = check_queue(queue_name)
+    broker = dramatiq.get_broker()
+    namespace = broker.namespace
+    pipeline = get_redis().pipeline(transaction=False)
+    for key in (
+        keys.queue_messages(namespace, queue),
+        keys.delay_queue_messages(namespace, queue),
+        keys.dead_letter_messages(namespace, queue),
+    ):
+        pipeline.hlen(key)
+    removed = sum(pipeline.execute())
+    broker.flush(queue)
+    JobRecord.objects.filter(queue_name=queue, status__in=[JobStatus.PENDING, JobStatus.RETRYING]).update(
+        status=JobStatus.SKIPPED, error_message=f"purged from queue {queue!r}", updated_at=timezone.now()
+    )
+    return removed

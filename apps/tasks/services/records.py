@@ -124,3 +124,29 @@ def purge_old_records(days: int, *, batch_size: int = 10_000) -> int:
         if not ids:
             return deleted
         deleted += JobRecord.objects.filter(message_id__in=ids).delete()[0]
+
+
+def status_counts(since_minutes: int) -> dict[str, int]:
+    """How many jobs reached each status in the last ``since_minutes`` minutes (index on updated_at)."""
+    from django.db.models import Count
+
+    since = timezone.now() - timedelta(minutes=since_minutes)
+    rows = JobRecord.objects.filter(updated_at__gte=since).values("status").annotate(count=Count("message_id"))
+    return {row["status"]: row["count"] for row in rows}
+
+
+def throughput(since_minutes: int) -> dict[str, Any]:
+    """Completed and failed jobs per minute over a window, and the failure rate."""
+    counts = status_counts(since_minutes)
+    completed = counts.get(JobStatus.COMPLETED, 0)
+    failed = sum(counts.get(status, 0) for status in (JobStatus.FAILED, JobStatus.DEAD_LETTER))
+    finished = completed + failed
+    return {
+        "window_minutes": since_minutes,
+        "completed": completed,
+        "failed": failed,
+        "completed_per_minute": round(completed / since_minutes, 2),
+        "failed_per_minute": round(failed / since_minutes, 2),
+        "failure_rate": round(failed / finished, 4) if finished else 0.0,
+        "by_status": counts,
+    }

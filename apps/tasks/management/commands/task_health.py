@@ -39,7 +39,9 @@ class Command(BaseCommand):
                 f"  processed={worker['tasks_processed']}"
             )
         if report["queues"]:
-            self.stdout.write(f"{'queue':<16}{'ready':>8}{'in flight':>11}{'delayed':>9}{'dead':>7}{'oldest s':>10}  consumers")
+            self.stdout.write(
+                f"{'queue':<16}{'ready':>8}{'in flight':>11}{'delayed':>9}{'dead':>7}{'oldest s':>10}  consumers"
+            )
             for name, queue in report["queues"].items():
                 age = "-" if queue["oldest_age_seconds"] is None else f"{queue['oldest_age_seconds']:.1f}"
                 self.stdout.write(

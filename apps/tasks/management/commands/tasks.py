@@ -1,0 +1,171 @@
+"""``manage.py tasks``: queues, workers, jobs, dead letters, purge and stats from the command line.
+
+Thin: parse the arguments, call the services, print a table (or JSON with ``--json``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.tasks.models import JobStatus
+from apps.tasks.services import dead_letters, queues, records, workers
+
+
+class Command(BaseCommand):
+    help = "Inspect and operate the task queues: queues, workers, jobs, dead, purge, stats."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--json", action="store_true", dest="as_json", help="Machine-readable output.")
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        sub.add_parser("queues", help="Ready, in-flight, delayed and dead-letter counts per queue.")
+        sub.add_parser("workers", help="Live worker processes.")
+        jobs = sub.add_parser("jobs", help="Recent job records.")
+        jobs.add_argument("--status", choices=JobStatus.values)
+        jobs.add_argument("--queue")
+        jobs.add_argument("--actor")
+        jobs.add_argument("--limit", type=int, default=20)
+        dead = sub.add_parser("dead", help="Dead letters; --requeue ID|--all or --delete ID|--all.")
+        dead.add_argument("--queue")
+        dead.add_argument("--limit", type=int, default=50)
+        action = dead.add_mutually_exclusive_group()
+        action.add_argument("--requeue", metavar="ID", help="Requeue one dead letter (or 'all' with --all).")
+        action.add_argument("--delete", metavar="ID", help="Delete one dead letter.")
+        dead.add_argument("--all", action="store_true", help="With --requeue or --delete: every dead letter.")
+        purge = sub.add_parser("purge", help="Delete every message of a queue (DEBUG only unless --force).")
+        purge.add_argument("queue")
+        purge.add_argument("--force", action="store_true", help="Allow with DEBUG off.")
+        purge.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
+        stats = sub.add_parser("stats", help="Completed and failed jobs per minute over a window.")
+        stats.add_argument("--minutes", type=int, default=60)
+
+    def handle(self, *args: Any, action: str, as_json: bool, **options: Any) -> None:
+        self.as_json = as_json
+        try:
+            getattr(self, f"do_{action}")(**options)
+        except (dead_letters.UnknownQueueError, records.InvalidFilter) as exc:
+            raise CommandError(str(exc)) from None
+
+    # --- output -----------------------------------------------------------------------------
+
+    def emit(self, data: Any, headers: list[str], rows: list[list[Any]]) -> None:
+        if self.as_json:
+            self.stdout.write(json.dumps(data, indent=2, default=str))
+            return
+        if not rows:
+            self.stdout.write("(none)")
+            return
+        cells = [[str(value) for value in row] for row in rows]
+        widths = [max(len(header), *(len(row[index]) for row in cells)) for index, header in enumerate(headers)]
+        self.stdout.write("  ".join(header.ljust(width) for header, width in zip(headers, widths, strict=True)))
+        for row in cells:
+            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def do_queues(self, **options: Any) -> None:
+        live = workers.live_workers()
+        stats = queues.queue_stats()
+        for stat in stats:
+            stat.consumers = sum(1 for worker in live if stat.name in worker.queues)
+        age = lambda s: "-" if s.oldest_age_seconds is None else f"{s.oldest_age_seconds:.1f}s"  # noqa: E731
+        self.emit(
+            [stat.as_dict() for stat in stats],
+            ["queue", "ready", "in flight", "delayed", "dead", "oldest", "consumers"],
+            [[s.name, s.ready, s.in_flight, s.delayed, s.dead_letter, age(s), s.consumers] for s in stats],
+        )
+
+    def do_workers(self, **options: Any) -> None:
+        live = workers.live_workers()
+        now = datetime.now(timezone.utc).timestamp()
+        self.emit(
+            [worker.as_dict() for worker in live],
+            ["host", "pid", "queues", "threads", "processed", "up", "last seen"],
+            [
+                [w.host, w.pid, ",".join(w.queues), w.threads, w.tasks_processed,
+                 f"{now - w.started_at:.0f}s", f"{now - w.last_seen:.1f}s ago"]
+                for w in live
+            ],
+        )  # fmt: skip
+
+    def do_jobs(self, *, status: str | None, queue: str | None, actor: str | None, limit: int, **options: Any) -> None:
+        rows, _ = records.page_of(records.filter_records(status=status, queue=queue, actor=actor), 1, limit)
+        data = [records.record_as_dict(row) for row in rows]
+        self.emit(
+            data,
+            ["id", "actor", "queue", "status", "attempts", "enqueued", "error"],
+            [
+                [d["id"], d["actor"], d["queue"], d["status"], d["attempts"], d["enqueued_at"][:19],
+                 (d["error_type"].rsplit(".", 1)[-1] + ": " + d["error_message"])[:60] if d["error_type"] else ""]
+                for d in data
+            ],
+        )  # fmt: skip
+
+    def do_dead(
+        self, *, queue: str | None, limit: int, requeue: str | None, delete: str | None, all: bool, **options: Any
+    ) -> None:
+        if requeue is not None:
+            done = (
+                dead_letters.requeue_all(queue)
+                if all
+                else [self._one(dead_letters.requeue_dead_letter, requeue, queue)]
+            )
+            self.stdout.write(
+                json.dumps({"requeued": done}) if self.as_json else f"Requeued {len(done)} dead letter(s)."
+            )
+            return
+        if delete is not None:
+            if all:
+                count = dead_letters.delete_all(queue)
+            else:
+                self._one(dead_letters.delete_dead_letter, delete, queue)
+                count = 1
+            self.stdout.write(json.dumps({"deleted": count}) if self.as_json else f"Deleted {count} dead letter(s).")
+            return
+        letters = dead_letters.list_dead_letters(queue, limit=limit)
+        self.emit(
+            [letter.as_dict() for letter in letters],
+            ["id", "queue", "actor", "dead since", "args"],
+            [
+                [letter.message_id, letter.queue_name, letter.actor_name or f"(corrupt: {letter.decode_error[:40]})",
+                 letter.dead_at.isoformat()[:19], json.dumps(letter.as_dict()["args"])[:40]]
+                for letter in letters
+            ],
+        )  # fmt: skip
+
+    def _one(self, operation, message_id: str, queue: str | None) -> Any:
+        try:
+            return operation(message_id, queue)
+        except (dead_letters.DeadLetterNotFound, dead_letters.CorruptMessageError) as exc:
+            raise CommandError(str(exc)) from None
+
+    def do_purge(self, *, queue: str, force: bool, yes: bool, **options: Any) -> None:
+        dead_letters.check_queue(queue)
+        if not settings.DEBUG and not force:
+            raise CommandError(f"Refusing to purge {queue!r} with DEBUG off; add --force if you mean it.")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise CommandError("Purging asks for confirmation: run it in a terminal or add --yes.")
+            answer = input(f"Delete every message of queue {queue!r} (ready, delayed, dead)? Type the queue name: ")
+            if answer.strip() != queue:
+                raise CommandError("Not confirmed; nothing was deleted.")
+        removed = queues.purge_queue(queue)
+        self.stdout.write(
+            json.dumps({"purged": removed}) if self.as_json else f"Purged {removed} message(s) from {queue!r}."
+        )
+
+    def do_stats(self, *, minutes: int, **options: Any) -> None:
+        if minutes < 1:
+            raise CommandError("--minutes must be 1 or more")
+        data = records.throughput(minutes)
+        self.emit(
+            data,
+            ["window", "completed", "failed", "completed/min", "failed/min", "failure rate"],
+            [[f"{minutes} min", data["completed"], data["failed"], data["completed_per_minute"],
+              data["failed_per_minute"], f"{data['failure_rate']:.1%}"]],
+        )  # fmt: skip
