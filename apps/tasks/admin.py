@@ -1,30 +1,176 @@
-"""Django admin for job records (the monitoring pages build on this)."""
+"""Django admin: job records (filters, search, retry, requeue) and the "Queues & workers" page."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html
 
-from apps.tasks.models import JobRecord
+from apps.tasks.config import get_task_config
+from apps.tasks.models import JobRecord, JobStatus
+from apps.tasks.services import dead_letters, queues
+from apps.tasks.services.dashboard import dashboard_data
 from apps.tasks.services.records import retry_jobs
+
+#: The list never counts past this: COUNT(*) over a million rows is what makes admin lists slow.
+COUNT_CAP = 10_000
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most COUNT_CAP + 1 rows (an index-backed LIMIT subquery), never the whole table."""
+
+    @cached_property
+    def count(self) -> int:
+        query = self.object_list.order_by().values("pk")[: COUNT_CAP + 1]
+        return query.count()
+
+
+class QueueFilter(admin.SimpleListFilter):
+    """The configured queues, not a SELECT DISTINCT over every record."""
+
+    title = "queue"
+    parameter_name = "queue_name"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in get_task_config().dramatiq.queues]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(queue_name=self.value()) if self.value() else queryset
+
+
+class ActorFilter(admin.SimpleListFilter):
+    """The actors declared by the discovered task modules."""
+
+    title = "actor"
+    parameter_name = "actor_name"
+
+    def lookups(self, request, model_admin):
+        import dramatiq
+
+        from apps.tasks.discovery import import_task_modules
+
+        import_task_modules()
+        return [(name, name) for name in sorted(dramatiq.get_broker().get_declared_actors())]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(actor_name=self.value()) if self.value() else queryset
 
 
 @admin.register(JobRecord)
 class JobRecordAdmin(admin.ModelAdmin):
-    list_display = ("message_id", "actor_name", "queue_name", "status", "attempts", "enqueued_at", "duration_ms")
-    list_filter = ("status", "queue_name", "actor_name", "enqueued_at")
-    search_fields = ("=message_id", "actor_name")
-    date_hierarchy = None
+    list_display = ("message_id", "actor_name", "queue_name", "status_badge", "attempts", "enqueued_at", "duration_ms")
+    list_filter = ("status", QueueFilter, ActorFilter, "enqueued_at")
+    search_fields = ("=message_id", "=actor_name")
     show_full_result_count = False
-    readonly_fields = [field.name for field in JobRecord._meta.fields]
-    actions = ["retry_selected"]
+    paginator = CappedCountPaginator
+    list_per_page = 50
+    ordering = ("-enqueued_at",)
+    actions = ["retry_selected", "requeue_dead_letters", "delete_selected"]
+    change_list_template = "admin/tasks/jobrecord/change_list.html"
+    fieldsets = (
+        (None, {"fields": ("message_id", "actor_name", "queue_name", "status", "attempts", "worker")}),
+        ("Arguments", {"fields": ("args", "kwargs", "args_complete", "result")}),
+        (
+            "Times",
+            {"fields": ("enqueued_at", "started_at", "finished_at", "duration_ms", "next_retry_at", "updated_at")},
+        ),
+        ("Last failure", {"fields": ("error_type", "error_message", "traceback_block")}),
+    )
+
+    @cached_property
+    def readonly_fields(self):
+        return [field.name for field in JobRecord._meta.fields] + ["traceback_block"]
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, record: JobRecord) -> str:
+        colours = {JobStatus.COMPLETED: "#2e7d32", JobStatus.DEAD_LETTER: "#c62828", JobStatus.FAILED: "#c62828"}
+        return format_html('<b style="color:{}">{}</b>', colours.get(record.status, "inherit"), record.status)
+
+    @admin.display(description="traceback")
+    def traceback_block(self, record: JobRecord) -> str:
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", record.traceback or "-")
 
     def has_add_permission(self, request) -> bool:
         return False
 
-    @admin.action(description="Retry selected jobs", permissions=["change"])
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Records are written by the system; "change" is kept as the permission for retrying.
+        return super().has_change_permission(request, obj) and obj is None
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("tasks.change_jobrecord")
+
+    @admin.action(description="Retry selected jobs", permissions=["retry"])
     def retry_selected(self, request, queryset) -> None:
         retried, refused = retry_jobs(queryset.values_list("message_id", flat=True))
         if retried:
             self.message_user(request, f"Retried {len(retried)} job(s).", messages.SUCCESS)
         for message_id, reason in refused.items():
             self.message_user(request, f"{message_id}: {reason}", messages.WARNING)
+
+    @admin.action(description="Requeue selected dead letters", permissions=["retry"])
+    def requeue_dead_letters(self, request, queryset) -> None:
+        requeued = 0
+        for record in queryset.filter(status=JobStatus.DEAD_LETTER):
+            try:
+                dead_letters.requeue_dead_letter(record.message_id, record.queue_name)
+                requeued += 1
+            except (LookupError, ValueError) as exc:
+                self.message_user(request, f"{record.message_id}: {exc}", messages.WARNING)
+        self.message_user(request, f"Requeued {requeued} dead letter(s).", messages.SUCCESS)
+
+    # --- the "Queues & workers" page ---------------------------------------------------------
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("dashboard/", wrap(self.dashboard_view), name="tasks_dashboard"),
+            path("dashboard/data/", wrap(self.dashboard_data_view), name="tasks_dashboard_data"),
+            path("dashboard/clear/<str:queue>/", wrap(self.clear_queue_view), name="tasks_clear_queue"),
+            *super().get_urls(),
+        ]
+
+    def _require_view(self, request: HttpRequest) -> None:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+
+    def dashboard_view(self, request: HttpRequest):
+        self._require_view(request)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Queues & workers",
+            "data": dashboard_data(),
+            "debug": settings.DEBUG,
+            "data_url": reverse("admin:tasks_dashboard_data"),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/tasks/dashboard.html", context)
+
+    def dashboard_data_view(self, request: HttpRequest) -> JsonResponse:
+        self._require_view(request)
+        return JsonResponse(dashboard_data())
+
+    def clear_queue_view(self, request: HttpRequest, queue: str):
+        """DEBUG only; GET asks for confirmation, POST purges."""
+        if not settings.DEBUG or not self.has_delete_permission(request):
+            raise PermissionDenied
+        try:
+            dead_letters.check_queue(queue)
+        except dead_letters.UnknownQueueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return redirect("admin:tasks_dashboard")
+        if request.method == "POST":
+            removed = queues.purge_queue(queue)
+            self.message_user(request, f"Cleared {removed} message(s) from {queue!r}.", messages.SUCCESS)
+            return redirect("admin:tasks_dashboard")
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET", "POST"])
+        context = {**self.admin_site.each_context(request), "title": f"Clear queue {queue}?", "queue": queue}
+        return TemplateResponse(request, "admin/tasks/clear_queue_confirm.html", context)

@@ -6,3 +6,11 @@ class TasksConfig(AppConfig):
     label = "tasks"
     verbose_name = "Tasks"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # django_dramatiq's Task admin stays empty here (its AdminMiddleware is not used): hide it.
+        from django.contrib import admin
+        from django_dramatiq.models import Task
+
+        if admin.site.is_registered(Task):
+            admin.site.unregister(Task)

@@ -70,3 +70,8 @@ def acks(namespace: str, broker_id: str, queue_name: str) -> str:
 
 def recovery_lock(namespace: str, worker_id: str) -> str:
     return f"{namespace}:tasks:recovering:{worker_id}"
+
+
+def minute_counts(namespace: str, minute: int) -> str:
+    """Hash status → jobs finished in that minute (epoch minutes), for the dashboard's chart."""
+    return f"{namespace}:tasks:minute:{minute}"

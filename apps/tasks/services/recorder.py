@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "dramatiq"
 MAX_BUFFERED = 100_000
+MINUTE_COUNTS_TTL_SECONDS = 2 * 3600
+#: Terminal statuses counted per minute for the dashboard, and the series they count in.
+_COUNTED_STATUSES = {"completed": "completed", "failed": "failed", "dead_letter": "failed"}
 
 #: Columns written for every transition, in the upsert's order.
 COLUMNS = (
@@ -320,12 +323,37 @@ class Recorder:
                 connections["default"].close()
             else:
                 self._settle(settlements)
+                self._count_finished(transitions.values())
             try:
                 publish_events(events)
             except Exception:
                 logger.exception("Could not publish %d lifecycle events; will retry.", len(events))
                 with self._lock:
                     self._events = (events + self._events)[-MAX_BUFFERED:]
+
+    def _count_finished(self, transitions) -> None:
+        """Per-minute completed/failed counters in Redis, for the dashboard chart (one round-trip)."""
+        counts: dict[tuple[int, str], int] = {}
+        for item in transitions:
+            if item.status in _COUNTED_STATUSES and item.finished_at is not None:
+                key = (int(item.finished_at.timestamp() // 60), _COUNTED_STATUSES[item.status])
+                counts[key] = counts.get(key, 0) + 1
+        if not counts:
+            return
+        try:
+            import dramatiq
+
+            from apps.tasks import keys
+            from apps.tasks.broker import get_redis
+
+            namespace = dramatiq.get_broker().namespace
+            pipeline = get_redis().pipeline(transaction=False)
+            for (minute, status), count in counts.items():
+                pipeline.hincrby(keys.minute_counts(namespace, minute), status, count)
+                pipeline.expire(keys.minute_counts(namespace, minute), MINUTE_COUNTS_TTL_SECONDS)
+            pipeline.execute()
+        except Exception:
+            logger.exception("Could not update the per-minute job counters.")
 
     def _settle(self, settlements: dict[tuple[Any, str, str], list[str]]) -> None:
         for (broker, queue_name, command), ids in settlements.items():

@@ -1,0 +1,122 @@
+"""Admin: job list (fast, filtered, retry), the Queues & workers page, permissions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from apps.tasks.enqueue import enqueue
+from apps.tasks.models import JobRecord, JobStatus
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LIST = "/admin/tasks/jobrecord/"
+DASHBOARD = "/admin/tasks/jobrecord/dashboard/"
+DATA = "/admin/tasks/jobrecord/dashboard/data/"
+
+
+@pytest.fixture
+def staff(client):
+    user = User.objects.create_user("ops", password="pw", is_staff=True)
+    codenames = ["view_jobrecord", "change_jobrecord", "delete_jobrecord"]
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client.force_login(user)
+    return client
+
+
+def make_records(count: int, **overrides) -> list[str]:
+    now = timezone.now()
+    rows = [
+        JobRecord(
+            message_id=f"r{index:05d}", actor_name="add", queue_name="default", status=JobStatus.COMPLETED,
+            args=[index, 1], enqueued_at=now - timedelta(seconds=index), updated_at=now, **overrides,
+        )
+        for index in range(count)
+    ]  # fmt: skip
+    JobRecord.objects.bulk_create(rows)
+    return [row.message_id for row in rows]
+
+
+@pytest.mark.parametrize("url", [LIST, DASHBOARD, DATA])
+def test_anonymous_and_non_staff_go_to_login(client, url):
+    assert client.get(url).url.startswith("/admin/login/")
+    client.force_login(User.objects.create_user("plain", password="pw"))
+    assert client.get(url).url.startswith("/admin/login/")
+
+
+@pytest.mark.parametrize("url", [LIST, DASHBOARD, DATA])
+def test_staff_without_permission_is_refused(client, url):
+    client.force_login(User.objects.create_user("intern", password="pw", is_staff=True))
+    assert client.get(url).status_code == 403
+
+
+def test_list_never_counts_the_whole_table(staff):
+    make_records(300)
+    with CaptureQueriesContext(connection) as captured:
+        response = staff.get(LIST)
+    assert response.status_code == 200
+    assert "r00000" in response.content.decode()
+    counts = [query["sql"] for query in captured if "COUNT(" in query["sql"].upper()]
+    assert counts, "the paginator still counts (capped)"
+    assert all("LIMIT" in sql.upper() for sql in counts), counts
+    assert len(captured) <= 12, [query["sql"] for query in captured]
+
+
+def test_filters_and_search(staff):
+    make_records(5)
+    JobRecord.objects.filter(message_id="r00001").update(
+        status=JobStatus.DEAD_LETTER, queue_name="low", actor_name="low_noop"
+    )
+    body = staff.get(LIST, {"status__exact": "dead_letter"}).content.decode()
+    assert "r00001" in body and "r00002" not in body
+    body = staff.get(LIST, {"queue_name": "low"}).content.decode()
+    assert "r00001" in body and "r00003" not in body
+    body = staff.get(LIST, {"actor_name": "low_noop"}).content.decode()
+    assert "r00001" in body and "r00004" not in body
+    body = staff.get(LIST, {"q": "r00003"}).content.decode()
+    assert "r00003" in body and "r00002" not in body
+
+
+def test_detail_shows_arguments_and_traceback(staff):
+    make_records(1, error_type="builtins.ValueError", traceback="Traceback (most recent call last):\n  boom")
+    body = staff.get(f"{LIST}r00000/change/").content.decode()
+    assert "Traceback (most recent call last)" in body and "builtins.ValueError" in body
+
+
+def test_retry_action_resends_selected_jobs(staff, broker_redis, clean_queues):
+    ids = make_records(2)
+    response = staff.post(LIST, {"action": "retry_selected", "_selected_action": ids}, follow=True)
+    assert "Retried 2 job(s)." in response.content.decode()
+    assert JobRecord.objects.filter(status=JobStatus.PENDING, actor_name="add").count() == 2
+
+
+def test_dashboard_shows_queues_chart_and_events(staff, broker_redis, clean_queues, settings):
+    enqueue(tasks.low_noop)
+    settings.DEBUG = False
+    body = staff.get(DASHBOARD).content.decode()
+    assert "Queues &amp; workers" in body and "<svg" in body and "low_noop" in body
+    assert 'data-queue="low"' in body
+    assert "/dashboard/clear/" not in body  # the clear button exists only with DEBUG on
+    data = staff.get(DATA).json()
+    assert {row["name"]: row["ready"] for row in data["queues"]}["low"] == 1
+    assert data["events"][0]["event"] == "enqueued"
+    assert len(data["series"]) == 60 and data["chart_svg"].startswith("<svg")
+    assert staff.get("/admin/tasks/jobrecord/dashboard/clear/low/").status_code == 403
+
+
+def test_clear_queue_asks_then_clears_with_debug_on(staff, broker_redis, clean_queues, settings):
+    settings.DEBUG = True
+    pending = enqueue(tasks.low_noop)
+    assert "/dashboard/clear/low/" in staff.get(DASHBOARD).content.decode()
+    confirm = staff.get("/admin/tasks/jobrecord/dashboard/clear/low/")
+    assert confirm.status_code == 200 and "cannot be undone" in confirm.content.decode()
+    assert JobRecord.objects.get(message_id=pending).status == JobStatus.PENDING  # GET changed nothing
+    response = staff.post("/admin/tasks/jobrecord/dashboard/clear/low/", follow=True)
+    assert "Cleared 1 message(s)" in response.content.decode()
+    assert staff.get(DATA).json()["queues"][2]["ready"] == 0
