@@ -128,6 +128,20 @@ TASK_CONFIG = TaskConfig(
 )
 globals().update(TASK_CONFIG.to_django_settings())
 
+# Knowledge base (apps.knowbase): chunking, embeddings, limits, the outbox sweeper.
+KNOWBASE_EMBEDDER = env_str("KNOWBASE_EMBEDDER", "apps.knowbase.services.embeddings.HashingEmbedder")
+KNOWBASE_CHUNK_SIZE = env_int("KNOWBASE_CHUNK_SIZE", 800)
+KNOWBASE_CHUNK_OVERLAP = env_int("KNOWBASE_CHUNK_OVERLAP", 100)
+KNOWBASE_EMBEDDING_BATCH_SIZE = env_int("KNOWBASE_EMBEDDING_BATCH_SIZE", 64)
+KNOWBASE_SENTENCE_TRANSFORMER_MODEL = env_str("KNOWBASE_SENTENCE_TRANSFORMER_MODEL", "")
+KNOWBASE_EMBEDDING_DEVICE = env_str("KNOWBASE_EMBEDDING_DEVICE", "cpu")
+KNOWBASE_MAX_DOCUMENT_BYTES = env_int("KNOWBASE_MAX_DOCUMENT_BYTES", 5 * 1024 * 1024)
+KNOWBASE_SWEEP_AGE_SECONDS = env_int("KNOWBASE_SWEEP_AGE_SECONDS", 300)
+# Keep the lease above the processing actor's time limit.
+KNOWBASE_PROCESSING_LEASE_SECONDS = env_int("KNOWBASE_PROCESSING_LEASE_SECONDS", 900)
+KNOWBASE_MAX_ATTEMPTS = env_int("KNOWBASE_MAX_ATTEMPTS", 3)
+KNOWBASE_MEDIA_ROOT = env_str("KNOWBASE_MEDIA_ROOT", str(VAR_DIR / "media"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -47,6 +47,8 @@ print(f"run: web app answers at {url}", file=sys.stderr)
 PY
 
 $py manage.py task_ping --timeout 60
+echo "run: saving a sample document; the worker chunks and embeds it on the knowledge queue" >&2
+$py manage.py knowbase_demo --timeout 60
 
 if [ "${RUN_ONCE:-0}" = "1" ]; then
   exit 0

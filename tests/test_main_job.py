@@ -27,3 +27,4 @@ def test_make_run_sends_a_task_through_a_worker_and_the_web_app(tmp_path):
     assert result.returncode == 0, output
     assert "web app answers at" in output
     assert "A worker processed ping" in output
+    assert "completed, 3 chunks" in output  # the sample document went through the knowledge queue

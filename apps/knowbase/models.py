@@ -1,0 +1,219 @@
+"""Documents and their embedded chunks."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from .storage import KnowbaseStorage
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: Fields whose change means the document must be processed again.
+SOURCE_FIELDS = frozenset({"content", "file"})
+#: Fields a save resets when the source changed.
+RESET_FIELDS = frozenset({"content_hash", "status", "status_changed_at", "error", "attempts", "claim_token"})
+#: Fields only the processor writes: a save of an existing document leaves them alone unless the source
+#: changed, so an instance loaded before processing finished cannot overwrite the outcome.
+PROCESSOR_FIELDS = RESET_FIELDS | {
+    "chunk_count",
+    "embedder",
+    "source_format",
+    "source_encoding",
+    "queued_at",
+    "processed_at",
+}
+
+
+class DocumentStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # saved; not handed to the broker yet (or the broker refused it)
+    QUEUED = "queued", "Queued"  # a message is on the knowledge queue
+    PROCESSING = "processing", "Processing"  # claimed by a worker
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+def human_bytes(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+class Document(models.Model):
+    """A text to index. Saving a new document or a changed source queues it for processing."""
+
+    title = models.CharField(max_length=255)
+    content = models.TextField(blank=True, help_text="The text to index; ignored when a file is attached.")
+    file = models.FileField(
+        upload_to="knowbase/%Y/%m/",
+        storage=KnowbaseStorage(),
+        max_length=500,
+        blank=True,
+        help_text="A .txt, .md or .html file; when given, it is the source instead of the content.",
+    )
+    source = models.CharField(max_length=1024, blank=True, db_index=True, help_text="Where it came from (a path).")
+    content_hash = models.CharField(max_length=64, blank=True, editable=False, db_index=True)
+    status = models.CharField(max_length=16, choices=DocumentStatus.choices, default=DocumentStatus.PENDING)
+    error = models.TextField(blank=True, default="")
+    chunk_count = models.PositiveIntegerField(default=0)
+    #: Claims of the current version by a worker; reset when the source changes.
+    attempts = models.PositiveIntegerField(default=0)
+    #: The token of the claim in force; results of an older claim are discarded.
+    claim_token = models.CharField(max_length=32, blank=True, default="", editable=False)
+    #: The embedding backend that produced the chunks' vectors (search compares like with like).
+    embedder = models.CharField(max_length=100, blank=True, default="")
+    source_format = models.CharField(max_length=16, blank=True, default="")
+    source_encoding = models.CharField(max_length=32, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    #: The hash and file name as last loaded or saved: what "changed" is measured against.
+    _loaded_hash: str | None = None
+    _loaded_file_name: str | None = None
+    #: Set by ``save()`` for the post_save handler.
+    needs_processing: bool = False
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "status_changed_at"], name="knowbase_doc_status")]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def save(self, *args, **kwargs) -> None:
+        """Validate and hash the source; a new document or a changed source goes back to pending.
+
+        The post_save handler (``signals.py``) sends it to the knowledge queue once the transaction
+        commits. Saving an existing document writes the processing fields (``PROCESSOR_FIELDS``)
+        only when the source changed. Workers never call this: they write with ``QuerySet.update``,
+        so they cannot trigger themselves.
+        """
+        update_fields = kwargs.get("update_fields")
+        self.needs_processing = False
+        if update_fields is None or SOURCE_FIELDS & set(update_fields):
+            self.validate_source()
+            new_hash = self.compute_content_hash()
+            if self._state.adding or new_hash != self._loaded_hash:
+                self.content_hash = new_hash
+                self.status = DocumentStatus.PENDING
+                self.status_changed_at = timezone.now()
+                self.error = ""
+                self.attempts = 0
+                self.claim_token = ""
+                self.needs_processing = True
+        if not self._state.adding and not kwargs.get("force_insert"):
+            if update_fields is None:
+                update_fields = {field.name for field in self._meta.concrete_fields if not field.primary_key}
+                update_fields -= PROCESSOR_FIELDS
+            kwargs["update_fields"] = set(update_fields) | (RESET_FIELDS if self.needs_processing else set())
+        super().save(*args, **kwargs)
+        self._loaded_hash = self.content_hash
+        self._loaded_file_name = self.file.name or ""
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_hash = instance.__dict__.get("content_hash")
+        file_value = instance.__dict__.get("file")
+        instance._loaded_file_name = str(getattr(file_value, "name", file_value) or "")
+        return instance
+
+    # --- validation ---------------------------------------------------------------------------
+
+    def source_size(self) -> int:
+        """Bytes of the source: the file's size when a file is attached, else the content's UTF-8 size."""
+        if self.file:
+            return self.file.size
+        return len(self.content.encode("utf-8", "surrogatepass"))
+
+    def validate_source(self) -> None:
+        """Refuse what cannot be stored or processed: too large, NUL characters, unpaired surrogates."""
+        from apps.knowbase.config import get_config
+
+        limit = get_config().max_document_bytes
+        if self.file:
+            try:
+                size = self.file.size
+            except OSError as exc:
+                raise ValidationError({"file": f"the file cannot be read: {exc}"}) from exc
+            if size > limit:
+                raise ValidationError(
+                    {"file": f"the file is {human_bytes(size)}; documents are limited to {human_bytes(limit)}"},
+                    code="too_large",
+                )
+            return
+        try:
+            size = len(self.content.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise ValidationError({"content": f"the content is not valid Unicode text: {exc.reason}"}) from exc
+        if size > limit:
+            raise ValidationError(
+                {"content": f"the content is {human_bytes(size)}; documents are limited to {human_bytes(limit)}"},
+                code="too_large",
+            )
+        if "\x00" in self.content:
+            raise ValidationError({"content": "the content contains NUL characters (binary data?)"}, code="binary")
+
+    def clean(self) -> None:
+        super().clean()
+        self.validate_source()
+
+    # --- change detection ---------------------------------------------------------------------
+
+    def compute_content_hash(self) -> str:
+        """SHA-256 of the source. A stored file that did not change keeps its recorded hash (no re-read)."""
+        if self.file:
+            unchanged = (
+                getattr(self.file, "_committed", True)
+                and self.file.name == self._loaded_file_name
+                and self.content_hash
+            )
+            if unchanged:
+                return self.content_hash
+            digest = hashlib.sha256()
+            for block in self.file.chunks():
+                digest.update(block)
+            if self.file._committed:
+                self.file.close()  # opened from storage just for the hash
+            else:
+                self.file.seek(0)  # the upload is read again when it is stored
+            return digest.hexdigest()
+        return hashlib.sha256(self.content.encode("utf-8")).hexdigest()
+
+
+class DocumentChunk(models.Model):
+    """A passage of a document's extracted text, with its offsets and its embedding."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    position = models.PositiveIntegerField()
+    text = models.TextField()
+    #: ``extracted_text[start_offset:end_offset] == text``.
+    start_offset = models.PositiveIntegerField()
+    end_offset = models.PositiveIntegerField()
+    token_count = models.PositiveIntegerField()
+    #: float32, little-endian, L2-normalised (``services.embeddings.vector_to_bytes``).
+    embedding = models.BinaryField()
+
+    class Meta:
+        ordering = ["document", "position"]
+        constraints = [models.UniqueConstraint(fields=["document", "position"], name="knowbase_chunk_position")]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.position}"
+
+    @property
+    def vector(self) -> np.ndarray:
+        """The embedding as a numpy array (numpy is imported on use: workers and web start faster)."""
+        from .services.embeddings import bytes_to_vector
+
+        return bytes_to_vector(bytes(self.embedding))

@@ -1,0 +1,1 @@
+"""What the worker, admin, commands and API share: one module per job."""

@@ -1,0 +1,75 @@
+"""Hand documents to the knowledge queue without ever failing the save that asked for it.
+
+The document row is the outbox: it is committed as ``pending`` first, and only after the commit is
+a message sent. On success the document becomes ``queued``; when Redis is unreachable it stays
+``pending`` with the reason in ``error``, and ``services.sweeper`` sends it again later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from functools import partial
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.knowbase.models import Document, DocumentStatus
+
+logger = logging.getLogger(__name__)
+
+
+def send_processing(document_id: int, using: str = "default") -> bool | None:
+    """Enqueue ``process_document_async(document_id)`` now; inside a transaction, when it commits.
+
+    Returns True when sent, False when the broker refused (the document stays pending with the
+    reason), None when deferred to the commit. Never raises for a broker failure.
+    """
+    from apps.knowbase.tasks import process_document_async
+    from apps.tasks.enqueue import EnqueueError, enqueue
+
+    if transaction.get_connection(using).in_atomic_block:
+        transaction.on_commit(partial(send_processing, document_id, using), using=using, robust=True)
+        return None
+    documents = Document.objects.using(using)
+    try:
+        enqueue(process_document_async, args=(document_id,), using=using)
+    except EnqueueError as exc:
+        logger.error("Document %s stays pending; the sweeper will send it again: %s", document_id, exc)
+        documents.filter(pk=document_id, status=DocumentStatus.PENDING).update(error=f"not queued yet: {exc}")
+        return False
+    now = timezone.now()
+    documents.filter(pk=document_id, status=DocumentStatus.PENDING).update(
+        status=DocumentStatus.QUEUED, status_changed_at=now, queued_at=now, error=""
+    )
+    return True
+
+
+def schedule_processing(document_id: int, using: str = "default") -> None:
+    """Send once the current transaction commits (at once in autocommit); errors are logged, not raised."""
+    transaction.on_commit(partial(send_processing, document_id, using), using=using, robust=True)
+
+
+def request_reprocessing(document_ids: Iterable[int], using: str = "default") -> tuple[int, int]:
+    """Put documents back to pending (discarding any claim in progress) and send them.
+
+    Returns (sent, not sent); with an open transaction, sending happens at commit and counts as sent.
+    """
+    ids = list(document_ids)
+    Document.objects.using(using).filter(pk__in=ids).update(
+        status=DocumentStatus.PENDING,
+        status_changed_at=timezone.now(),
+        error="",
+        attempts=0,
+        claim_token="",
+    )
+    sent = 0
+    for position, document_id in enumerate(ids):
+        if send_processing(document_id, using) is False:
+            # The broker is down: leave the rest pending for the sweeper rather than wait on each.
+            Document.objects.using(using).filter(pk__in=ids[position + 1 :], status=DocumentStatus.PENDING).update(
+                error="not queued yet: the broker refused an earlier document; the sweeper will send it"
+            )
+            break
+        sent += 1
+    return sent, len(ids) - sent

@@ -1,0 +1,259 @@
+"""Process one document: claim it, extract, chunk, embed, replace its chunks, record the outcome.
+
+Safety rules, in the order they apply:
+
+- **Claim.** A short transaction locks the row (``select_for_update(skip_locked=True)`` on
+  PostgreSQL; SQLite's write lock, taken at BEGIN in this project, serialises it there) and moves it
+  to ``processing`` with a fresh claim token by compare-and-set. A second worker finds it locked,
+  claimed (a lease younger than ``KNOWBASE_PROCESSING_LEASE_SECONDS``) or done, and skips it.
+- **Work** happens outside any transaction, so no lock is held while embedding.
+- **Replace.** One transaction locks the row again, checks the claim token is still ours (a save
+  with new content or a reprocess request resets it: the newer version wins) and replaces all
+  chunks: a replay produces the same rows, never duplicates.
+- **Outcome.** Bad input (empty, binary, undecodable, too large, missing file, a backend that
+  raises) ends ``failed`` with the reason; the task returns normally, so the worker goes on. A
+  transient error (database or network) puts the document back to ``queued`` and raises for a
+  retry, until ``KNOWBASE_MAX_ATTEMPTS`` claims, then it is ``failed`` too. A document deleted
+  before or during processing is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+from django.db import connections, transaction
+from django.utils import timezone
+from dramatiq.middleware import Interrupt
+from dramatiq.middleware.time_limit import TimeLimitExceeded
+
+from apps.knowbase.config import get_config
+from apps.knowbase.models import Document, DocumentChunk, DocumentStatus, human_bytes
+from apps.tasks.errors import TransientError, is_transient
+
+from .chunking import chunk_text
+from .embeddings import embed_texts, get_embedder, vector_to_bytes
+from .extraction import Extracted, ExtractionError, extract_text
+
+logger = logging.getLogger(__name__)
+
+COMPLETED, FAILED, SKIPPED = "completed", "failed", "skipped"
+CLAIMABLE = (DocumentStatus.PENDING, DocumentStatus.QUEUED, DocumentStatus.PROCESSING)
+MAX_ERROR_LENGTH = 2000
+
+
+class DocumentRejected(Exception):
+    """The document cannot be processed as it is; the message is the recorded reason."""
+
+
+@dataclass
+class ProcessResult:
+    """What one run did; returned by the task, so the job record shows it."""
+
+    document_id: int
+    outcome: str  # completed, failed or skipped
+    reason: str = ""
+    chunks: int = 0
+    attempt: int = 0
+    duration_ms: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Claim:
+    document_id: int
+    token: str
+    attempt: int
+
+
+def describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:MAX_ERROR_LENGTH]
+
+
+def _lock(queryset, skip_locked: bool = False):
+    """``select_for_update`` where the database has it; SQLite's IMMEDIATE transactions lock instead."""
+    features = connections[queryset.db].features
+    if not features.has_select_for_update:
+        return queryset
+    return queryset.select_for_update(skip_locked=skip_locked and features.has_select_for_update_skip_locked)
+
+
+def claim_document(document_id: int) -> Claim | ProcessResult:
+    """Move the document to ``processing`` for this run, or say why another run has it."""
+    lease = timedelta(seconds=get_config().processing_lease_seconds)
+    with transaction.atomic():
+        row = (
+            _lock(Document.objects.filter(pk=document_id), skip_locked=True)
+            .values("status", "status_changed_at", "attempts")
+            .first()
+        )
+        if row is None:
+            if Document.objects.filter(pk=document_id).exists():
+                return ProcessResult(document_id, SKIPPED, "being claimed by another worker (row locked)")
+            return ProcessResult(document_id, SKIPPED, f"document {document_id} no longer exists")
+        status, changed_at = row["status"], row["status_changed_at"]
+        now = timezone.now()
+        if status == DocumentStatus.PROCESSING and changed_at > now - lease:
+            return ProcessResult(document_id, SKIPPED, f"being processed by another worker since {changed_at:%H:%M:%S}")
+        if status not in CLAIMABLE:
+            return ProcessResult(document_id, SKIPPED, f"already {status}; nothing changed since")
+        token = uuid.uuid4().hex
+        attempt = row["attempts"] + 1
+        taken = Document.objects.filter(pk=document_id, status=status, status_changed_at=changed_at).update(
+            status=DocumentStatus.PROCESSING, status_changed_at=now, claim_token=token, attempts=attempt
+        )
+        if not taken:
+            return ProcessResult(document_id, SKIPPED, "claimed by another worker")
+    return Claim(document_id, token, attempt)
+
+
+def _load_source(document_id: int) -> tuple[Document, Extracted]:
+    config = get_config()
+    document = Document.objects.only("pk", "content", "file").filter(pk=document_id).first()
+    if document is None:
+        raise Document.DoesNotExist(f"document {document_id} no longer exists")
+    if document.file:
+        try:
+            size = document.file.size
+        except OSError as exc:
+            raise DocumentRejected(f"the uploaded file cannot be read: {describe(exc)}") from exc
+        if size > config.max_document_bytes:
+            raise DocumentRejected(
+                f"too large: the file is {human_bytes(size)}; the limit is {human_bytes(config.max_document_bytes)}"
+            )
+        with document.file.open("rb") as handle:
+            data = handle.read()
+        source: str | bytes = data
+        filename = document.file.name
+    else:
+        size = len(document.content.encode("utf-8", "surrogatepass"))
+        if size > config.max_document_bytes:
+            raise DocumentRejected(
+                f"too large: the content is {human_bytes(size)}; the limit is {human_bytes(config.max_document_bytes)}"
+            )
+        if not document.content:
+            raise DocumentRejected("empty: the document has no content and no file")
+        source, filename = document.content, ""
+    try:
+        extracted = extract_text(source, filename)
+    except ExtractionError as exc:
+        raise DocumentRejected(str(exc)) from exc
+    if not extracted.text.strip():
+        what = "the file" if document.file else "the content"
+        raise DocumentRejected(f"no text: {what} is empty or only whitespace")
+    return document, extracted
+
+
+def _store(claim: Claim, extracted: Extracted, chunks, vectors, embedder_name: str) -> ProcessResult | None:
+    """Replace the chunks and complete the document, if the claim still stands. None: it does not."""
+    with transaction.atomic():
+        current = _lock(Document.objects.filter(pk=claim.document_id)).values_list("claim_token", flat=True).first()
+        if current is None:
+            return ProcessResult(claim.document_id, SKIPPED, "deleted while it was being processed")
+        if current != claim.token:
+            return ProcessResult(
+                claim.document_id, SKIPPED, "superseded: the document changed or was re-queued during processing"
+            )
+        DocumentChunk.objects.filter(document_id=claim.document_id).delete()
+        DocumentChunk.objects.bulk_create(
+            [
+                DocumentChunk(
+                    document_id=claim.document_id,
+                    position=chunk.position,
+                    text=chunk.text,
+                    start_offset=chunk.start,
+                    end_offset=chunk.end,
+                    token_count=chunk.token_count,
+                    embedding=vector_to_bytes(vector),
+                )
+                for chunk, vector in zip(chunks, vectors, strict=True)
+            ],
+            batch_size=500,
+        )
+        now = timezone.now()
+        Document.objects.filter(pk=claim.document_id).update(
+            status=DocumentStatus.COMPLETED,
+            status_changed_at=now,
+            processed_at=now,
+            claim_token="",
+            error="",
+            chunk_count=len(chunks),
+            embedder=embedder_name,
+            source_format=extracted.format,
+            source_encoding=extracted.encoding,
+        )
+    return None
+
+
+def _finish(claim: Claim, status: str, error: str) -> bool:
+    """Record the outcome of our claim (only if it still stands)."""
+    return bool(
+        Document.objects.filter(pk=claim.document_id, claim_token=claim.token).update(
+            status=status, status_changed_at=timezone.now(), claim_token="", error=error[:MAX_ERROR_LENGTH]
+        )
+    )
+
+
+def _run(claim: Claim) -> ProcessResult:
+    config = get_config()
+    stage = "extraction"
+    try:
+        _, extracted = _load_source(claim.document_id)
+        stage = "chunking"
+        chunks = chunk_text(extracted.text, config.chunk_size, config.chunk_overlap)
+        stage = "embedding"
+        embedder = get_embedder()
+        vectors = embed_texts([chunk.text for chunk in chunks], embedder, config.embedding_batch_size)
+        stage = "storing"
+        skipped = _store(claim, extracted, chunks, vectors, embedder.name)
+    except Document.DoesNotExist:
+        return ProcessResult(claim.document_id, SKIPPED, "deleted while it was being processed", attempt=claim.attempt)
+    except DocumentRejected as exc:
+        _finish(claim, DocumentStatus.FAILED, str(exc))
+        return ProcessResult(claim.document_id, FAILED, str(exc), attempt=claim.attempt)
+    except Exception as exc:
+        reason = f"{stage} failed: {describe(exc)}"
+        if is_transient(exc):
+            if claim.attempt < config.max_attempts:
+                _finish(claim, DocumentStatus.QUEUED, f"attempt {claim.attempt} {reason}; retrying")
+                raise TransientError(f"document {claim.document_id}: {reason}") from exc
+            reason = f"gave up after {claim.attempt} attempts: {reason}"
+        logger.exception("Document %s failed: %s", claim.document_id, reason)
+        _finish(claim, DocumentStatus.FAILED, reason)
+        return ProcessResult(claim.document_id, FAILED, reason, attempt=claim.attempt)
+    if skipped is not None:
+        skipped.attempt = claim.attempt
+        return skipped
+    return ProcessResult(claim.document_id, COMPLETED, chunks=len(chunks), attempt=claim.attempt)
+
+
+def process_document(document_id: int) -> ProcessResult:
+    """Claim and process one document; safe to call any number of times, from any number of workers."""
+    document_id = int(document_id)
+    started = time.monotonic()
+    claim = claim_document(document_id)
+    if isinstance(claim, Claim):
+        try:
+            result = _run(claim)
+        except TimeLimitExceeded:
+            _finish(claim, DocumentStatus.FAILED, "interrupted: processing exceeded the task's time limit")
+            raise
+        except Interrupt:
+            # Worker shutting down: hand the document back so a retry or the sweeper picks it up.
+            _finish(claim, DocumentStatus.QUEUED, "interrupted by a worker shutdown; will be processed again")
+            raise
+    else:
+        result = claim
+    result.duration_ms = int((time.monotonic() - started) * 1000)
+    level = logging.WARNING if result.outcome == FAILED else logging.INFO
+    logger.log(
+        level, "Document %s %s in %d ms%s", document_id, result.outcome, result.duration_ms,
+        f": {result.reason}" if result.reason else f" ({result.chunks} chunks)",
+    )  # fmt: skip
+    return result
