@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+import django
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.tasks.config import DramatiqConfig, TaskConfig
@@ -36,6 +37,8 @@ INSTALLED_APPS = [
     "django_dramatiq",
     "apps.knowbase",
 ]
+if django.VERSION < (6, 0):
+    INSTALLED_APPS.append("django_tasks")  # the backport of django.tasks (built in from Django 6.0)
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -127,6 +130,9 @@ TASK_CONFIG = TaskConfig(
     health_requires_consumers=env_bool("TASKS_HEALTH_REQUIRES_CONSUMERS", True),
 )
 globals().update(TASK_CONFIG.to_django_settings())
+
+# Django's Tasks framework (django.tasks / the django-tasks backport) runs on our Dramatiq workers.
+TASKS = {"default": {"BACKEND": "apps.tasks.backends.DramatiqBackend"}}
 
 # Knowledge base (apps.knowbase): chunking, embeddings, limits, the outbox sweeper.
 KNOWBASE_EMBEDDER = env_str("KNOWBASE_EMBEDDER", "apps.knowbase.services.embeddings.HashingEmbedder")

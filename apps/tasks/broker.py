@@ -26,9 +26,39 @@ for i = 4, #ARGV do
             end
         end
         redis.call("hdel", KEYS[2], id)
+        redis.call("hdel", KEYS[6], id)
     end
 end
 return #ARGV - 3
+"""
+
+#: The message option holding a priority (higher runs first); see RedisBroker.enqueue.
+PRIORITY_OPTION = "queue_priority"
+
+# Enqueue one message ahead of every waiting message of lower priority (dramatiq's own enqueue
+# appends). Waiting messages without an entry in the priority hash count as priority 0; the scan
+# stops at the first lower one, so it only walks past the messages that outrank this one.
+# KEYS: queue, queue msgs, queue priorities, heartbeats. ARGV: id, data, priority, now, broker id.
+_ENQUEUE_BY_PRIORITY = """
+redis.call("zadd", KEYS[4], ARGV[4], ARGV[5])
+redis.call("hset", KEYS[2], ARGV[1], ARGV[2])
+local priority = tonumber(ARGV[3])
+redis.call("hset", KEYS[3], ARGV[1], priority)
+local length = redis.call("llen", KEYS[1])
+local start = 0
+while start < length do
+    local ids = redis.call("lrange", KEYS[1], start, start + 99)
+    local priorities = redis.call("hmget", KEYS[3], unpack(ids))
+    for i, id in ipairs(ids) do
+        if (tonumber(priorities[i]) or 0) < priority then
+            redis.call("linsert", KEYS[1], "BEFORE", id, ARGV[1])
+            return 1
+        end
+    end
+    start = start + 100
+end
+redis.call("rpush", KEYS[1], ARGV[1])
+return 1
 """
 
 
@@ -112,8 +142,11 @@ class RedisBroker(DramatiqRedisBroker):
                 self.client.evalsha(self._sha(_XADD_MANY), 1, stream, *values)
 
     def enqueue(self, message: Message, *, delay: int | None = None, event: dict[str, str] | None = None) -> Message:
-        """dramatiq's enqueue; with ``event``, the lifecycle event goes in the same round-trip, first."""
-        if event is None:
+        """dramatiq's enqueue, plus: with ``event``, the lifecycle event goes in the same round-trip,
+        first; a message whose ``queue_priority`` option is above 0 is placed ahead of every waiting
+        message of lower priority (once due, for a delayed one)."""
+        priority = message.options.get(PRIORITY_OPTION, 0)
+        if event is None and not (priority > 0 and delay is None):
             return super().enqueue(message, delay=delay)
         from apps.tasks.config import get_task_config
 
@@ -123,24 +156,25 @@ class RedisBroker(DramatiqRedisBroker):
             queue_name = dq_name(queue_name)
             message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
         self.emit_before("enqueue", message, delay)
-        dispatch_args = [
-            "enqueue",
-            current_millis(),
-            queue_name,
-            self.broker_id,
-            self.heartbeat_timeout,
-            self.dead_message_ttl,
-            self._should_do_maintenance("enqueue"),
-            self._max_unpack_size(),
-            message.options["redis_message_id"],
-            message.encode(),
-        ]
-        event_values = self._event_values([event], get_task_config().events_max_length)
+        redis_id, now = message.options["redis_message_id"], current_millis()
         for attempt in (1, 2):
             # EVALSHA directly: a pipeline given Script objects asks SCRIPT EXISTS on every execute.
             pipeline = self.client.pipeline(transaction=False)
-            pipeline.evalsha(self._sha(_XADD_MANY), 1, f"{self.namespace}:tasks:events", *event_values)
-            pipeline.evalsha(self.scripts["dispatch"].sha, 1, self.namespace, *dispatch_args)
+            if event is not None:
+                values = self._event_values([event], get_task_config().events_max_length)
+                pipeline.evalsha(self._sha(_XADD_MANY), 1, f"{self.namespace}:tasks:events", *values)
+            if priority > 0 and delay is None:
+                queue_keys = [f"{self.namespace}:{queue_name}{suffix}" for suffix in ("", ".msgs", ".prio")]
+                pipeline.evalsha(
+                    self._sha(_ENQUEUE_BY_PRIORITY), 4, *queue_keys, f"{self.namespace}:__heartbeats__",
+                    redis_id, message.encode(), priority, now, self.broker_id,
+                )  # fmt: skip
+            else:
+                dispatch_args = [
+                    "enqueue", now, queue_name, self.broker_id, self.heartbeat_timeout, self.dead_message_ttl,
+                    self._should_do_maintenance("enqueue"), self._max_unpack_size(), redis_id, message.encode(),
+                ]  # fmt: skip
+                pipeline.evalsha(self.scripts["dispatch"].sha, 1, self.namespace, *dispatch_args)
             try:
                 pipeline.execute()
                 break
@@ -164,6 +198,7 @@ class RedisBroker(DramatiqRedisBroker):
                 f"{self.namespace}:{xq_name(canonical)}",
                 f"{self.namespace}:{xq_name(canonical)}.msgs",
                 f"{self.namespace}:__heartbeats__",
+                f"{self.namespace}:{queue_name}.prio",
             ],
             args=[command, current_millis(), self.broker_id, *redis_message_ids],
         )

@@ -79,18 +79,23 @@ def enqueue(
     kwargs: dict[str, Any] | None = None,
     *,
     delay: int | None = None,
+    queue_name: str | None = None,
     using: str = "default",
     **options: Any,
 ) -> str:
     """Write the job's record, then send it; inside a transaction, send when it commits.
 
-    ``delay`` is in milliseconds; ``options`` are dramatiq message options (``queue_name`` is not
-    one: an actor has one queue). Returns the message id, which is the record's id. Outside a
+    ``delay`` is in milliseconds; ``queue_name`` sends to another configured queue than the actor's;
+    ``options`` are dramatiq message options. Returns the message id, which is the record's id. Outside a
     transaction a broker failure raises EnqueueError (the record stays pending with the reason);
     after a commit it is logged and recorded the same way.
     """
     actor = resolve_actor(actor)
     message = actor.message_with_options(args=tuple(args), kwargs=kwargs or {}, **options)
+    if queue_name is not None and queue_name != message.queue_name:
+        from apps.tasks.services.dead_letters import check_queue
+
+        message = message.copy(queue_name=check_queue(queue_name))
     write_transitions([pending_transition(message)], using=using)
     if transaction.get_connection(using).in_atomic_block:
         transaction.on_commit(lambda: send_recorded(message, delay, using), using=using, robust=True)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dramatiq
 
 from . import keys
 from .broker import get_redis
+from .config import get_task_config
 
 PING_RESULT_TTL_SECONDS = 300
+
+# Workers consume every configured queue, also those no actor of theirs declares yet:
+# Django Tasks choose their queue per call (see run_django_task).
+for _queue in get_task_config().dramatiq.queues:
+    dramatiq.get_broker().declare_queue(_queue)
 
 
 @dramatiq.actor(queue_name="default", max_retries=0)
@@ -15,3 +23,36 @@ def ping(token: str) -> None:
     """Record that a worker ran this message, so a caller can prove the queue is served."""
     broker = dramatiq.get_broker()
     get_redis().set(keys.ping_result(broker.namespace, token), "pong", ex=PING_RESULT_TTL_SECONDS)
+
+
+@dramatiq.actor(queue_name="default", max_retries=0)
+def run_django_task(module_path: str, args: list, kwargs: dict, takes_context: bool, backend_alias: str) -> Any:
+    """Run a Django Tasks framework task (see apps.tasks.backends); its return value is recorded.
+
+    Not retried: the framework has no retry policy, so a failure is final (status FAILED).
+    """
+    from django.utils import timezone
+
+    from apps.tasks.backends import resolve_task
+    from apps.tasks.middleware.lifecycle import current_message_id
+
+    try:
+        from django.tasks import TaskContext, task_backends
+    except ImportError:
+        from django_tasks import TaskContext, task_backends
+
+    task = resolve_task(module_path)
+    if takes_context:
+        backend = task_backends[backend_alias]
+        result = backend.running_result(current_message_id() or "", task, args, kwargs, timezone.now())
+        return _json_safe(task.call(TaskContext(task_result=result), *args, **kwargs))
+    return _json_safe(task.call(*args, **kwargs))
+
+
+def _json_safe(value: Any) -> Any:
+    """What the framework stores: the value as JSON would give it back (tuples become lists)."""
+    try:
+        from django.tasks.utils import normalize_json
+    except ImportError:
+        from django_tasks.utils import normalize_json
+    return normalize_json(value)

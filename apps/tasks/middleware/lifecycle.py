@@ -21,6 +21,14 @@ logger = logging.getLogger(__name__)
 recorded_by_caller: contextvars.ContextVar[str | None] = contextvars.ContextVar("recorded_by_caller", default=None)
 
 
+_running = threading.local()
+
+
+def current_message_id() -> str | None:
+    """The id of the message this worker thread is running (None outside a task)."""
+    return getattr(_running, "message_id", None)
+
+
 def attempt_number(message: dramatiq.Message) -> int:
     """1 for the first delivery; counts retries and attempts made before a dead letter was requeued."""
     return message.options.get("prior_attempts", 0) + message.options.get("retries", 0) + 1
@@ -65,7 +73,7 @@ class LifecycleMiddleware(Middleware):
         get_recorder().record(transition, self._event("enqueued", message, {"delay_ms": delay}))
 
     def before_process_message(self, broker, message) -> None:
-        self._local.message_id = message.message_id
+        self._local.message_id = _running.message_id = message.message_id
         self._local.retry_delay = None
         self._local.started = time.monotonic()
         self._local.started_at = now()
@@ -89,7 +97,7 @@ class LifecycleMiddleware(Middleware):
             transition = self._finished(message, JobStatus.COMPLETED, finished_at, attempt)
             transition.result = stored_result(result, get_task_config().record_args_max_bytes)
             recorder.record(transition, self._event("completed", message, {"attempt": attempt}, finished_at))
-            self._local.message_id = None
+            self._local.message_id = _running.message_id = None
             return
 
         error = {
@@ -112,12 +120,12 @@ class LifecycleMiddleware(Middleware):
             recorder.record(failed, self._event("retrying", message, retry_meta))
         else:
             recorder.record(failed)
-        self._local.message_id = None
+        self._local.message_id = _running.message_id = None
 
     def after_skip_message(self, broker, message) -> None:
         transition = self._finished(message, JobStatus.SKIPPED, now(), attempt_number(message))
         get_recorder().record(transition, self._event("skipped", message, {}))
-        self._local.message_id = None
+        self._local.message_id = _running.message_id = None
 
     def before_worker_shutdown(self, broker, worker) -> None:
         get_recorder().flush()

@@ -1,0 +1,180 @@
+"""A backend for Django's Tasks framework that runs tasks on our Dramatiq workers.
+
+    TASKS = {"default": {"BACKEND": "apps.tasks.backends.DramatiqBackend"}}
+
+Works with ``django.tasks`` (Django >= 6.0) and with the ``django-tasks`` backport (Django 5.2):
+both expose the same classes; only the import path and two exception names differ.
+``task.enqueue()`` goes through our enqueue helper (record first, sent on commit inside a
+transaction); ``get_result()`` reads the job record. Every framework task runs through one
+dramatiq actor, ``apps.tasks.tasks.run_django_task``, on the task's queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.core import checks
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from apps.tasks.config import get_task_config
+
+try:  # Django >= 6.0
+    from django.tasks import TaskResultStatus
+    from django.tasks import exceptions as task_exceptions
+    from django.tasks.backends.base import BaseTaskBackend
+    from django.tasks.base import Task, TaskError, TaskResult
+except ImportError:  # Django 5.2 with the django-tasks backport
+    from django_tasks import TaskResultStatus
+    from django_tasks import exceptions as task_exceptions
+    from django_tasks.backends.base import BaseTaskBackend
+    from django_tasks.base import Task, TaskError, TaskResult
+
+# Django 6.0 calls it InvalidTask, the backport InvalidTaskError.
+InvalidTaskError = getattr(task_exceptions, "InvalidTask", None) or task_exceptions.InvalidTaskError
+ResultDoesNotExist = task_exceptions.TaskResultDoesNotExist
+
+RUNNER_ACTOR = "run_django_task"
+
+#: Our record statuses as the framework's.
+STATUS_MAP = {
+    "pending": TaskResultStatus.READY,
+    "retrying": TaskResultStatus.READY,
+    "running": TaskResultStatus.RUNNING,
+    "completed": TaskResultStatus.SUCCESSFUL,
+    "failed": TaskResultStatus.FAILED,
+    "dead_letter": TaskResultStatus.FAILED,
+    "skipped": TaskResultStatus.FAILED,
+}
+
+__all__ = ["DramatiqBackend", "InvalidTaskError", "ResultDoesNotExist", "Task", "TaskResult", "TaskResultStatus"]
+
+
+def result_is_final(status: str) -> bool:
+    return status in (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED)
+
+
+def resolve_task(module_path: str) -> Task:
+    """The Task object a module path names (what ``@task`` left at module level)."""
+    target = import_string(module_path)
+    if not isinstance(target, Task):
+        raise InvalidTaskError(f"{module_path!r} is not a task (decorate it with @task)")
+    return target
+
+
+class DramatiqBackend(BaseTaskBackend):
+    """Runs Django Tasks on Dramatiq. ``QUEUES`` defaults to the queues of ``TASK_CONFIG``.
+
+    Priorities: a task with priority above 0 is placed ahead of every waiting message of lower
+    priority on its queue; 0 and below keep arrival order (dramatiq consumes a queue FIFO).
+    Failures are not retried (the framework has no retry policy): a failing task ends FAILED.
+    """
+
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict) -> None:
+        super().__init__(alias, params)
+        self.configured_queues = tuple(get_task_config().dramatiq.queues)
+        if "QUEUES" not in params:
+            self.queues = set(self.configured_queues)
+
+    def check(self, **kwargs: Any) -> Iterable[checks.CheckMessage]:
+        yield from super().check(**kwargs)
+        unknown = sorted(set(self.queues) - set(self.configured_queues))
+        if unknown:
+            yield checks.Error(
+                f"{self.alias!r} task backend lists queues that TASK_CONFIG does not configure: {', '.join(unknown)}",
+                hint=f"Configured queues: {', '.join(self.configured_queues)}; add yours to DramatiqConfig.queues.",
+                obj=self.alias,
+                id="tasks.E001",
+            )
+        if not get_task_config().enabled:
+            yield checks.Warning(
+                f"{self.alias!r} task backend: TASK_CONFIG.enabled is False, so enqueued tasks never run.",
+                obj=self.alias,
+                id="tasks.W001",
+            )
+
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        from apps.tasks.broker import PRIORITY_OPTION
+        from apps.tasks.enqueue import enqueue
+
+        self.validate_task(task)
+        delay_ms = None
+        if task.run_after is not None:
+            delay_ms = max(0, int((task.run_after - timezone.now()).total_seconds() * 1000))
+        job_id = enqueue(
+            RUNNER_ACTOR,
+            args=(task.module_path, list(args), dict(kwargs), task.takes_context, self.alias),
+            queue_name=task.queue_name,
+            delay=delay_ms,
+            **({PRIORITY_OPTION: task.priority} if task.priority > 0 else {}),
+        )
+        return TaskResult(
+            task=task,
+            id=job_id,
+            status=TaskResultStatus.READY,
+            enqueued_at=timezone.now(),
+            started_at=None,
+            finished_at=None,
+            last_attempted_at=None,
+            args=list(args),
+            kwargs=dict(kwargs),
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
+
+    def get_result(self, result_id: str) -> TaskResult:
+        from apps.tasks.models import JobRecord
+
+        record = JobRecord.objects.filter(message_id=result_id, actor_name=RUNNER_ACTOR).first()
+        if record is None or not isinstance(record.args, list) or len(record.args) < 3:
+            raise ResultDoesNotExist(result_id)
+        module_path, args, kwargs = record.args[0], record.args[1], record.args[2]
+        task = resolve_task(module_path).using(queue_name=record.queue_name, backend=self.alias)
+        status = STATUS_MAP[record.status]
+        errors = []
+        if record.error_type and status == TaskResultStatus.FAILED:
+            errors.append(TaskError(exception_class_path=record.error_type, traceback=record.traceback))
+        result = TaskResult(
+            task=task,
+            id=record.message_id,
+            status=status,
+            enqueued_at=record.enqueued_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at
+            if status in (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED)
+            else None,
+            last_attempted_at=record.started_at,
+            args=args,
+            kwargs=kwargs,
+            backend=self.alias,
+            errors=errors,
+            worker_ids=[record.worker] * record.attempts if record.worker else [],
+        )
+        if status == TaskResultStatus.SUCCESSFUL:
+            object.__setattr__(result, "_return_value", record.result)
+        return result
+
+    def running_result(self, result_id: str, task: Task, args: list, kwargs: dict, started_at: datetime) -> TaskResult:
+        """The TaskResult a running task sees in its context (its record may not be written yet)."""
+        return TaskResult(
+            task=task,
+            id=result_id,
+            status=TaskResultStatus.RUNNING,
+            enqueued_at=None,
+            started_at=started_at,
+            finished_at=None,
+            last_attempted_at=started_at,
+            args=args,
+            kwargs=kwargs,
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )

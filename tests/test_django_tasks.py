@@ -1,0 +1,145 @@
+"""Standard Django Tasks code on our Dramatiq workers: enqueue, results, failures, delay, priority.
+
+Runs against django.tasks (Django >= 6.0) or the django-tasks backport (Django 5.2), whichever is installed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import dramatiq
+import pytest
+from django.core import checks
+from django.db import transaction
+from django.test import override_settings
+from django.utils import timezone
+
+from apps.tasks.backends import DramatiqBackend, InvalidTaskError, ResultDoesNotExist, TaskResultStatus
+from apps.tasks.models import JobRecord
+from tests.helpers import wait_for
+from tests.testapp import framework_tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+WORKER = ("--processes", "1", "--threads", "2", "--queues", "default")
+
+
+def key() -> str:
+    return f"{dramatiq.get_broker().namespace}:test:{uuid.uuid4().hex}"
+
+
+def final(result):
+    def done():
+        result.refresh()
+        return result.is_finished
+
+    wait_for(done, timeout=30, message=f"task {result.id} to finish")
+    return result
+
+
+@pytest.fixture(scope="module")
+def module_worker(start_module_worker):
+    return start_module_worker(*WORKER)
+
+
+@pytest.fixture
+def worker(module_worker, clean_queues):
+    return module_worker
+
+
+def test_backend_flags_and_configuration():
+    backend = framework_tasks.add.get_backend()
+    assert isinstance(backend, DramatiqBackend)
+    assert (backend.supports_defer, backend.supports_async_task, backend.supports_get_result) == (True, True, True)
+    assert backend.supports_priority is True
+    assert backend.queues == {"default", "high", "low", "knowledge"}
+
+
+def test_unknown_queue_is_refused_the_framework_way():
+    with pytest.raises(InvalidTaskError, match="Queue 'nope' is not valid for backend"):
+        framework_tasks.add.using(queue_name="nope")
+
+
+@override_settings(TASKS={"default": {"BACKEND": "apps.tasks.backends.DramatiqBackend", "QUEUES": ["default", "x"]}})
+def test_checks_flag_queues_the_task_config_does_not_have():
+    from tests.testapp.framework_tasks import add
+
+    errors = [message for message in add.get_backend().check() if message.level >= checks.ERROR]
+    assert [error.id for error in errors] == ["tasks.E001"]
+    assert "x" in errors[0].msg
+
+
+@pytest.mark.worker
+def test_enqueue_runs_on_dramatiq_and_get_result_follows_it(worker, broker_redis):
+    go = key()
+    result = framework_tasks.wait_for_go.enqueue(go)
+    assert result.status == TaskResultStatus.READY
+    assert JobRecord.objects.get(message_id=result.id).actor_name == "run_django_task"  # our record
+
+    def running():
+        result.refresh()
+        return result.status == TaskResultStatus.RUNNING
+
+    wait_for(running, timeout=30, message="RUNNING")
+    assert result.started_at is not None
+    broker_redis.set(go, "1")
+    final(result)
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == "went"
+    assert result.attempts == 1 and result.worker_ids[0].count(":") == 1
+    fetched = framework_tasks.wait_for_go.get_result(result.id)
+    assert (fetched.status, fetched.return_value, fetched.args) == (TaskResultStatus.SUCCESSFUL, "went", [go])
+
+
+@pytest.mark.worker
+def test_return_values_async_tasks_and_context(worker):
+    assert final(framework_tasks.add.enqueue(2, 3)).return_value == 5
+    assert final(framework_tasks.double_async.enqueue(21)).return_value == 42
+    result = final(framework_tasks.which_attempt.enqueue())
+    assert result.return_value == {"attempt": 0, "id": result.id}
+
+
+@pytest.mark.worker
+def test_a_failing_task_ends_failed_with_its_traceback(worker):
+    result = final(framework_tasks.explode.enqueue("kaboom"))
+    assert result.status == TaskResultStatus.FAILED
+    (error,) = result.errors
+    assert error.exception_class is RuntimeError
+    assert "kaboom" in error.traceback and "Traceback" in error.traceback
+    with pytest.raises(ValueError, match="Task failed"):
+        result.return_value  # noqa: B018
+
+
+@pytest.mark.worker
+def test_run_after_delays_the_task(worker):
+    run_after = timezone.now() + timedelta(seconds=2)
+    result = framework_tasks.add.using(run_after=run_after).enqueue(1, 1)
+    final(result)
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.started_at >= run_after
+
+
+@pytest.mark.worker
+def test_priority_orders_two_queued_tasks(start_worker, broker_redis, clean_queues):
+    order = key()
+    framework_tasks.record_order.enqueue(order, "first, normal priority")
+    framework_tasks.record_order.using(priority=10).enqueue(order, "second, priority 10")
+    start_worker("--processes", "1", "--threads", "1", "--queues", "low")
+    wait_for(lambda: broker_redis.llen(order) == 2, timeout=30, message="both tasks")
+    assert [item.decode() for item in broker_redis.lrange(order, 0, -1)] == [
+        "second, priority 10",
+        "first, normal priority",
+    ]
+
+
+def test_enqueue_inside_a_transaction_is_sent_on_commit(broker_redis, clean_queues):
+    with transaction.atomic():
+        result = framework_tasks.add.enqueue(1, 2)
+        assert broker_redis.llen(f"{dramatiq.get_broker().namespace}:default") == 0
+    assert broker_redis.llen(f"{dramatiq.get_broker().namespace}:default") == 1
+    assert framework_tasks.add.get_result(result.id).status == TaskResultStatus.READY
+
+
+def test_unknown_result_id():
+    with pytest.raises(ResultDoesNotExist):
+        framework_tasks.add.get_backend().get_result("no-such-id")
