@@ -28,7 +28,12 @@ class Command(BaseCommand):
         redis = report["redis_connection"]
         style = {"ok": self.style.SUCCESS, "degraded": self.style.WARNING, "down": self.style.ERROR}[report["status"]]
         self.stdout.write(style(f"status: {report['status']}") + f"  (checked {report['checked_at']})")
-        state = f"ok, {redis['latency_ms']} ms" if redis["ok"] else f"DOWN: {redis.get('error', '')}"
+        if not report["enabled"]:
+            state = "not checked: tasks are disabled (TASKS_ENABLED=0)"
+        elif redis["ok"]:
+            state = f"ok, {redis['latency_ms']} ms"
+        else:
+            state = f"DOWN: {redis.get('error', '')}"
         self.stdout.write(f"redis: {redis['url']}  {state}")
         for error in report["configuration_errors"]:
             self.stdout.write(self.style.WARNING(f"configuration: {error}"))
