@@ -52,7 +52,7 @@ def run_django_task(module_path: str, args: list, kwargs: dict, takes_context: b
 def _json_safe(value: Any) -> Any:
     """What the framework stores: the value as JSON would give it back (tuples become lists)."""
     try:
-        from django.tasks.utils import normalize_json
+        from django.utils.json import normalize_json  # Django >= 6.0
     except ImportError:
         from django_tasks.utils import normalize_json
     return normalize_json(value)
