@@ -11,6 +11,9 @@ from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker as DramatiqRedisBroker
 from dramatiq.brokers.redis import _RedisConsumer
 from dramatiq.common import current_millis, dq_name, q_name, xq_name
+from dramatiq.errors import ConnectionClosed
+
+from apps.tasks import keys
 
 # dramatiq's dispatch.lua "ack" and "nack" commands, for many messages of one queue at once.
 _SETTLE_MANY = """
@@ -31,6 +34,9 @@ for i = 4, #ARGV do
 end
 return #ARGV - 3
 """
+
+#: Tokens kept in a queue's wake-up list: at most this many idle consumers wake per burst.
+WAKE_TOKENS = 64
 
 #: The message option holding a priority (higher runs first); see RedisBroker.enqueue.
 PRIORITY_OPTION = "queue_priority"
@@ -95,6 +101,25 @@ class RecordedAckConsumer(_RedisConsumer):
     def nack(self, message) -> None:
         self._settle(message, "nack")
 
+    def __next__(self):
+        """dramatiq's fetch, except that an idle consumer blocks on its queue's wake-up list
+        (BLPOP, up to the idle timeout) instead of sleeping: an enqueue pushes a token there in
+        the same round-trip as the message, so an idle worker picks a message up at once rather
+        than after a poll back-off of up to a second."""
+        if self.queue_name.endswith(".DQ") or self.message_cache:
+            return super().__next__()
+        try:
+            if self.outstanding_message_count < self.prefetch:
+                self.message_cache = self.broker.do_fetch(
+                    self.queue_name, self.prefetch - self.outstanding_message_count
+                )
+                if not self.message_cache:
+                    self.broker.client.blpop([self.broker.wake_key(self.queue_name)], timeout=self.timeout / 1000)
+                    return None
+            return super().__next__()
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None
+
     def _settle(self, message, command: str) -> None:
         if self.queue_name.endswith(".DQ"):
             return super().ack(message) if command == "ack" else super().nack(message)
@@ -116,6 +141,10 @@ class RedisBroker(DramatiqRedisBroker):
     @property
     def consumer_class(self):
         return RecordedAckConsumer
+
+    def wake_key(self, queue_name: str) -> str:
+        """The list idle consumers of ``queue_name`` block on (keys.wake)."""
+        return keys.wake(self.namespace, queue_name)
 
     def _sha(self, script: str) -> str:
         """The SHA of one of our Lua scripts, loaded into Redis once per broker."""
@@ -142,14 +171,14 @@ class RedisBroker(DramatiqRedisBroker):
                 self.client.evalsha(self._sha(_XADD_MANY), 1, stream, *values)
 
     def enqueue(self, message: Message, *, delay: int | None = None, event: dict[str, str] | None = None) -> Message:
-        """dramatiq's enqueue, plus: with ``event``, the lifecycle event goes in the same round-trip,
-        first; a message whose ``queue_priority`` option is above 0 is placed ahead of every waiting
-        message of lower priority (once due, for a delayed one)."""
-        priority = message.options.get(PRIORITY_OPTION, 0)
-        if event is None and not (priority > 0 and delay is None):
-            return super().enqueue(message, delay=delay)
+        """dramatiq's enqueue, in one round-trip with:
+        - a token on the queue's wake-up list, so an idle consumer fetches at once;
+        - with ``event``, the lifecycle event, written first;
+        - with a ``queue_priority`` option above 0, a place ahead of every waiting message of
+          lower priority (once due, for a delayed message)."""
         from apps.tasks.config import get_task_config
 
+        priority = message.options.get(PRIORITY_OPTION, 0)
         queue_name = message.queue_name
         message = message.copy(options={"redis_message_id": str(uuid4())})
         if delay is not None:
@@ -175,6 +204,9 @@ class RedisBroker(DramatiqRedisBroker):
                     self._should_do_maintenance("enqueue"), self._max_unpack_size(), redis_id, message.encode(),
                 ]  # fmt: skip
                 pipeline.evalsha(self.scripts["dispatch"].sha, 1, self.namespace, *dispatch_args)
+            if delay is None:  # wake an idle consumer; a few tokens are enough to wake them all
+                pipeline.lpush(self.wake_key(queue_name), 1)
+                pipeline.ltrim(self.wake_key(queue_name), 0, WAKE_TOKENS - 1)
             try:
                 pipeline.execute()
                 break

@@ -75,3 +75,8 @@ def recovery_lock(namespace: str, worker_id: str) -> str:
 def minute_counts(namespace: str, minute: int) -> str:
     """Hash status → jobs finished in that minute (epoch minutes), for the dashboard's chart."""
     return f"{namespace}:tasks:minute:{minute}"
+
+
+def wake(namespace: str, queue_name: str) -> str:
+    """List an idle consumer of the queue blocks on; each enqueue pushes a token (broker.RedisBroker)."""
+    return f"{namespace}:{queue_name}.wake"
