@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +117,7 @@ def run_pipeline(label: str, embedder_path: str, texts: list[str]) -> dict:
     outcomes = [process_document(document_id).outcome for document_id in ids]
     elapsed = time.perf_counter() - started
     if set(outcomes) != {"completed"}:
-        raise SystemExit(f"{label}: not every document completed: {outcomes}")
+        raise RuntimeError(f"{label}: not every document completed: {outcomes}")
     chunks = DocumentChunk.objects.filter(document_id__in=ids).count()
     return {
         "label": label,
@@ -130,9 +131,28 @@ def run_pipeline(label: str, embedder_path: str, texts: list[str]) -> dict:
     }
 
 
+def end_to_end(texts: list[str], timeout: float = 600, check: Callable[[], None] | None = None) -> tuple[int, float]:
+    """Save ``texts`` as documents (sent to the knowledge queue on save) and wait until a running worker
+    completed them all; (documents, seconds from the first save to the last completion).
+    ``check()`` is called while waiting (e.g. to fail fast when the worker died)."""
+    from apps.knowbase.models import Document, DocumentStatus
+
+    started = time.perf_counter()
+    ids, _ = create_documents(texts, "worker")
+    deadline = time.monotonic() + timeout
+    while Document.objects.filter(pk__in=ids, status=DocumentStatus.COMPLETED).count() < len(ids):
+        if check is not None:
+            check()
+        if Document.objects.filter(pk__in=ids, status=DocumentStatus.FAILED).exists():
+            raise RuntimeError("a document failed in the worker")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the worker did not finish {len(ids)} documents within {timeout:.0f} s")
+        time.sleep(0.05)
+    return len(ids), time.perf_counter() - started
+
+
 def run_worker(texts: list[str], namespace: str) -> dict:
     """Saves in this process, processing in a worker subprocess; timed until the last completion."""
-    from apps.knowbase.models import Document, DocumentStatus
     from apps.tasks.broker import get_redis
 
     redis_client = get_redis()
@@ -155,21 +175,14 @@ def run_worker(texts: list[str], namespace: str) -> dict:
                 if worker.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"the worker did not start; see {log_path}")
                 time.sleep(0.1)
-            started = time.perf_counter()
-            ids, _ = create_documents(texts, "worker")
-            deadline = time.monotonic() + 600
-            while Document.objects.filter(pk__in=ids, status=DocumentStatus.COMPLETED).count() < len(ids):
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the worker did not finish within 600 s; see {log_path}")
-                time.sleep(0.05)
-            elapsed = time.perf_counter() - started
+            docs, elapsed = end_to_end(texts)
         finally:
             worker.terminate()
             worker.wait(timeout=60)
     for key in redis_client.scan_iter(match=f"{namespace}:*"):
         redis_client.delete(key)
-    return {"label": "end to end, 1 worker x 2 threads", "docs": len(ids), "seconds": elapsed,
-            "docs_per_minute": len(ids) / elapsed * 60}  # fmt: skip
+    return {"label": "end to end, 1 worker x 2 threads", "docs": docs, "seconds": elapsed,
+            "docs_per_minute": docs / elapsed * 60}  # fmt: skip
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ import dj_database_url
 import django
 from django.core.exceptions import ImproperlyConfigured
 
-from apps.tasks.config import DramatiqConfig, TaskConfig
+from apps.tasks.config import DramatiqConfig, TaskConfig, TemporalConfig
+from apps.tasks.logging import logging_config
 
 from .env import env_bool, env_int, env_list, env_str
 
@@ -36,6 +37,8 @@ INSTALLED_APPS = [
     "apps.tasks",
     "django_dramatiq",
     "apps.knowbase",
+    # Durable workflows on Temporal beside dramatiq; inert unless TEMPORAL_ENABLED=1.
+    "apps.workflows",
 ]
 if django.VERSION < (6, 0):
     INSTALLED_APPS.append("django_tasks")  # the backport of django.tasks (built in from Django 6.0)
@@ -128,6 +131,33 @@ TASK_CONFIG = TaskConfig(
     dead_letter_notifier=env_str("TASKS_DEAD_LETTER_NOTIFIER", "apps.tasks.notifications.mail_admins_notifier"),
     admin_base_url=env_str("TASKS_ADMIN_BASE_URL", ""),
     health_requires_consumers=env_bool("TASKS_HEALTH_REQUIRES_CONSUMERS", True),
+    # Periodic jobs sent by `manage.py runscheduler`, each to a worker; "off" drops one.
+    schedules=[
+        {"name": name, "cron": cron, "actor": actor}
+        for name, cron, actor in (
+            (
+                "purge-job-records",
+                env_str("TASKS_PURGE_SCHEDULE", "17 3 * * *"),
+                "apps.tasks.tasks.purge_job_records_task",
+            ),
+            ("knowbase-sweep", env_str("KNOWBASE_SWEEP_SCHEDULE", "*/5 * * * *"), "apps.knowbase.tasks.knowbase_sweep"),
+        )
+        if cron.strip().lower() != "off"
+    ],
+    log_format=env_str("TASKS_LOG_FORMAT", "plain"),
+    metrics_enabled=env_bool("TASKS_METRICS", False),
+    metrics_token=env_str("TASKS_METRICS_TOKEN", ""),
+    temporal=TemporalConfig(
+        enabled=env_bool("TEMPORAL_ENABLED", False),
+        address=env_str("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+        namespace=env_str("TEMPORAL_NAMESPACE", "default"),
+        task_queue=env_str("TEMPORAL_TASK_QUEUE", "workflows"),
+        workers=env_int("TEMPORAL_WORKERS", 1),
+        activity_threads=env_int("TEMPORAL_ACTIVITY_THREADS", 8),
+        server_db_path=env_str("TEMPORAL_SERVER_DB", str(VAR_DIR / "temporal" / "dev-server.sqlite3")),
+        shutdown_timeout=env_int("TEMPORAL_SHUTDOWN_TIMEOUT_MS", 30_000) / 1000,
+        sticky_queue_timeout=env_int("TEMPORAL_STICKY_QUEUE_TIMEOUT_MS", 10_000) / 1000,
+    ),
 )
 globals().update(TASK_CONFIG.to_django_settings())
 
@@ -148,10 +178,5 @@ KNOWBASE_PROCESSING_LEASE_SECONDS = env_int("KNOWBASE_PROCESSING_LEASE_SECONDS",
 KNOWBASE_MAX_ATTEMPTS = env_int("KNOWBASE_MAX_ATTEMPTS", 3)
 KNOWBASE_MEDIA_ROOT = env_str("KNOWBASE_MEDIA_ROOT", str(VAR_DIR / "media"))
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-}
+# One format for web, workers and scheduler: plain, or JSON lines (TASKS_LOG_FORMAT=json); job fields on task lines.
+LOGGING = logging_config(TASK_CONFIG.log_format.value, env_str("LOG_LEVEL", "INFO"))

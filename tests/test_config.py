@@ -62,6 +62,8 @@ def test_generated_settings_shape():
         "django_dramatiq.middleware.DbConnectionsMiddleware",
         "apps.tasks.middleware.worker_registry.WorkerRegistryMiddleware",
         "apps.tasks.middleware.memory_guard.MemoryGuardMiddleware",
+        # Requeues at once what is still running when a stopping worker's shutdown timeout ends.
+        "apps.tasks.middleware.graceful_shutdown.GracefulShutdownMiddleware",
     ]
     assert generated["DRAMATIQ_AUTODISCOVER_MODULES"] == ["tasks"]
     caches = generated["CACHES"]

@@ -133,10 +133,11 @@ def test_priority_orders_two_queued_tasks(start_worker, broker_redis, clean_queu
 
 
 def test_enqueue_inside_a_transaction_is_sent_on_commit(broker_redis, clean_queues):
+    queue = f"{dramatiq.get_broker().namespace}:low"  # no worker here consumes "low"
     with transaction.atomic():
-        result = framework_tasks.add.enqueue(1, 2)
-        assert broker_redis.llen(f"{dramatiq.get_broker().namespace}:default") == 0
-    assert broker_redis.llen(f"{dramatiq.get_broker().namespace}:default") == 1
+        result = framework_tasks.add.using(queue_name="low").enqueue(1, 2)
+        assert broker_redis.llen(queue) == 0
+    assert broker_redis.llen(queue) == 1
     assert framework_tasks.add.get_result(result.id).status == TaskResultStatus.READY
 
 

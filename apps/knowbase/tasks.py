@@ -15,3 +15,13 @@ def process_document_async(document_id: int) -> dict:
     from apps.knowbase.services.processing import process_document
 
     return process_document(document_id).as_dict()
+
+
+@task(queue_name="default", max_retries=0)
+def knowbase_sweep(older_than: int | None = None) -> dict:
+    """The outbox sweeper (``services.sweeper``), sent by the scheduler (the ``knowbase-sweep`` entry
+    of TASK_CONFIG.schedules). Not retried: the next tick is the retry."""
+    from apps.knowbase.services.sweeper import sweep
+
+    report = sweep(age_seconds=older_than)
+    return {"found": report.found, "sent": len(report.sent), "not_sent": len(report.not_sent)}

@@ -40,7 +40,11 @@ class QueueFilter(admin.SimpleListFilter):
     parameter_name = "queue_name"
 
     def lookups(self, request, model_admin):
-        return [(name, name) for name in get_task_config().dramatiq.queues]
+        config = get_task_config()
+        names = list(config.dramatiq.queues)
+        if config.temporal.enabled:
+            names.append(config.temporal.task_queue)  # where Temporal jobs are recorded
+        return [(name, name) for name in names]
 
     def queryset(self, request, queryset):
         return queryset.filter(queue_name=self.value()) if self.value() else queryset
@@ -66,8 +70,10 @@ class ActorFilter(admin.SimpleListFilter):
 
 @admin.register(JobRecord)
 class JobRecordAdmin(admin.ModelAdmin):
-    list_display = ("message_id", "actor_name", "queue_name", "status_badge", "attempts", "enqueued_at", "duration_ms")
-    list_filter = ("status", QueueFilter, ActorFilter, "enqueued_at")
+    list_display = (
+        "message_id", "backend", "actor_name", "queue_name", "status_badge", "attempts", "enqueued_at", "duration_ms",
+    )  # fmt: skip
+    list_filter = ("status", "backend", QueueFilter, ActorFilter, "enqueued_at")
     search_fields = ("=message_id", "=actor_name")
     show_full_result_count = False
     paginator = CappedCountPaginator
@@ -76,7 +82,7 @@ class JobRecordAdmin(admin.ModelAdmin):
     actions = ["retry_selected", "requeue_dead_letters", "delete_selected"]
     change_list_template = "admin/tasks/jobrecord/change_list.html"
     fieldsets = (
-        (None, {"fields": ("message_id", "actor_name", "queue_name", "status", "attempts", "worker")}),
+        (None, {"fields": ("message_id", "backend", "actor_name", "queue_name", "status", "attempts", "worker")}),
         ("Arguments", {"fields": ("args", "kwargs", "args_complete", "result")}),
         (
             "Times",

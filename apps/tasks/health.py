@@ -6,7 +6,9 @@ that live worker processes refresh (services.workers), never from the configurat
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,6 +19,33 @@ from apps.tasks.redis_urls import mask_text, mask_url
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
 EXIT_CODES = {OK: 0, DEGRADED: 1, DOWN: 2}
+
+logger = logging.getLogger(__name__)
+
+#: Extra report sections contributed by optional apps (``apps.workflows`` adds "temporal"), so this
+#: app never imports them. A provider returns its section (with a ``status``) or None to be left out.
+_sections: dict[str, Callable[[], dict[str, Any] | None]] = {}
+
+
+def register_health_section(name: str, provider: Callable[[], dict[str, Any] | None]) -> None:
+    """Add ``report[name] = provider()`` to every health report; registering a name again replaces it."""
+    _sections[name] = provider
+
+
+def _add_sections(report: dict[str, Any]) -> dict[str, Any]:
+    """A section that is not ok degrades the report (it never makes it down: dramatiq still serves)."""
+    for name, provider in _sections.items():
+        try:
+            section = provider()
+        except Exception as exc:
+            logger.exception("Health section %s failed", name)
+            section = {"status": DOWN, "error": mask_text(f"{type(exc).__name__}: {exc}")}
+        if section is None:
+            continue
+        report[name] = section
+        if section.get("status", OK) != OK and report["status"] == OK:
+            report["status"] = DEGRADED
+    return report
 
 
 def configuration_errors() -> list[str]:
@@ -71,7 +100,7 @@ def get_task_health() -> dict[str, Any]:
         "checked_at": datetime.now(timezone.utc).isoformat(),
     }
     if not config.enabled:
-        return report
+        return _add_sections(report)
     try:
         from apps.tasks.broker import get_redis
 
@@ -83,7 +112,7 @@ def get_task_health() -> dict[str, Any]:
     except Exception as exc:  # any Redis failure means down, with the reason and no secret
         report["redis_connection"]["error"] = mask_text(f"{type(exc).__name__}: {exc}")
         report["status"] = DOWN
-        return report
+        return _add_sections(report)
 
     for stat in stats:
         stat.consumers = sum(1 for worker in workers if stat.name in worker.queues)
@@ -93,4 +122,4 @@ def get_task_health() -> dict[str, Any]:
     report["queues_without_consumer"] = unconsumed
     if errors or (unconsumed and config.health_requires_consumers):
         report["status"] = DEGRADED
-    return report
+    return _add_sections(report)

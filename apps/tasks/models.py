@@ -2,7 +2,14 @@ from django.db import models
 
 from .status import TERMINAL_STATUSES, JobStatus
 
-__all__ = ["TERMINAL_STATUSES", "JobRecord", "JobStatus"]
+__all__ = ["TERMINAL_STATUSES", "JobBackend", "JobRecord", "JobStatus"]
+
+
+class JobBackend(models.TextChoices):
+    """Which system runs a job; both share one id space (a Temporal job's id is its workflow id)."""
+
+    DRAMATIQ = "dramatiq", "Dramatiq"
+    TEMPORAL = "temporal", "Temporal"
 
 
 class JobRecord(models.Model):
@@ -29,6 +36,10 @@ class JobRecord(models.Model):
     next_retry_at = models.DateTimeField(null=True, blank=True)
     #: Time of the transition written last; an older transition arriving late never overwrites a newer one.
     updated_at = models.DateTimeField()
+    #: A database default too: the recorder's upsert names its columns, older writers may not name this one.
+    backend = models.CharField(
+        max_length=16, choices=JobBackend.choices, default=JobBackend.DRAMATIQ, db_default=JobBackend.DRAMATIQ
+    )
 
     class Meta:
         ordering = ["-enqueued_at"]
@@ -38,6 +49,7 @@ class JobRecord(models.Model):
             models.Index(fields=["queue_name", "-enqueued_at"], name="tasks_job_queue"),
             models.Index(fields=["actor_name", "-enqueued_at"], name="tasks_job_actor"),
             models.Index(fields=["updated_at"], name="tasks_job_updated"),
+            models.Index(fields=["backend", "-enqueued_at"], name="tasks_job_backend"),
         ]
 
     def __str__(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import dramatiq
@@ -9,6 +10,9 @@ import dramatiq
 from . import keys
 from .broker import get_redis
 from .config import get_task_config
+from .decorators import task
+
+logger = logging.getLogger(__name__)
 
 PING_RESULT_TTL_SECONDS = 300
 
@@ -56,3 +60,15 @@ def _json_safe(value: Any) -> Any:
     except ImportError:
         from django_tasks.utils import normalize_json
     return normalize_json(value)
+
+
+@task(queue_name="low", max_retries=3)
+def purge_job_records_task(days: int | None = None) -> int:
+    """Retention, sent by the scheduler (TASK_CONFIG.schedules): delete finished job records older
+    than ``days`` (default ``record_retention_days``); returns how many went."""
+    from .services.records import purge_old_records
+
+    days = get_task_config().record_retention_days if days is None else days
+    deleted = purge_old_records(days)
+    logger.info("Purged %d finished job records older than %d days.", deleted, days)
+    return deleted

@@ -12,6 +12,7 @@ import dramatiq
 from dramatiq.middleware import Middleware
 from dramatiq.worker import ConsumerThread
 
+from apps.tasks.logging import JobContext, current_job
 from apps.tasks.services.recorder import Transition, event_fields, from_millis, get_recorder, now, worker_label
 from apps.tasks.status import JobStatus
 
@@ -78,6 +79,8 @@ class LifecycleMiddleware(Middleware):
         self._local.started = time.monotonic()
         self._local.started_at = now()
         self._local.attempt = attempt = attempt_number(message)
+        # Every log line of this thread until after_process_message carries the job (apps.tasks.logging).
+        current_job.set(JobContext(message.message_id, message.actor_name, message.queue_name, attempt))
         transition = transition_for(
             message, JobStatus.RUNNING, attempts=attempt, started_at=self._local.started_at, worker=worker_label()
         )
@@ -98,6 +101,7 @@ class LifecycleMiddleware(Middleware):
             transition.result = stored_result(result, get_task_config().record_args_max_bytes)
             recorder.record(transition, self._event("completed", message, {"attempt": attempt}, finished_at))
             self._local.message_id = _running.message_id = None
+            current_job.set(None)
             return
 
         error = {
@@ -121,11 +125,13 @@ class LifecycleMiddleware(Middleware):
         else:
             recorder.record(failed)
         self._local.message_id = _running.message_id = None
+        current_job.set(None)
 
     def after_skip_message(self, broker, message) -> None:
         transition = self._finished(message, JobStatus.SKIPPED, now(), attempt_number(message))
         get_recorder().record(transition, self._event("skipped", message, {}))
         self._local.message_id = _running.message_id = None
+        current_job.set(None)
 
     def before_worker_shutdown(self, broker, worker) -> None:
         get_recorder().flush()

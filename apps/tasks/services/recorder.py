@@ -57,12 +57,13 @@ COLUMNS = (
     "worker",
     "next_retry_at",
     "updated_at",
+    "backend",
 )
 #: Kept from the stored row when a later transition does not know them.
 _KEEP_IF_EMPTY = ("error_type", "error_message", "traceback")
 _KEEP_IF_NULL = ("started_at", "result")
 #: Never changed once inserted.
-_INSERT_ONLY = ("message_id", "actor_name", "queue_name", "args", "kwargs", "args_complete", "enqueued_at")
+_INSERT_ONLY = ("message_id", "actor_name", "queue_name", "args", "kwargs", "args_complete", "enqueued_at", "backend")
 
 
 def now() -> datetime:
@@ -106,6 +107,8 @@ class Transition:
     worker: str = ""
     next_retry_at: datetime | None = None
     updated_at: datetime = field(default_factory=now)
+    #: Which system runs the job ("dramatiq" or "temporal"); set when the record is inserted.
+    backend: str = SOURCE
 
     def merged_after(self, earlier: Transition) -> Transition:
         """This transition, keeping what ``earlier`` knew and this one does not."""
@@ -176,6 +179,7 @@ def _row(item: Transition, config, adapt_datetime) -> list[Any]:
         item.worker,
         adapt_datetime(item.next_retry_at),
         adapt_datetime(item.updated_at),
+        item.backend,
     ]
 
 
@@ -221,16 +225,24 @@ def write_transitions(transitions: list[Transition], using: str = "default") -> 
 
 
 def event_fields(
-    event: str, *, job_id: str, queue: str, actor: str, meta: dict[str, Any] | None = None, at: datetime | None = None
+    event: str,
+    *,
+    job_id: str,
+    queue: str,
+    actor: str,
+    meta: dict[str, Any] | None = None,
+    at: datetime | None = None,
+    source: str = SOURCE,
 ) -> dict[str, str]:
-    """A lifecycle event in the stream's schema (flat string fields, ``meta`` as JSON)."""
+    """A lifecycle event in the stream's schema (flat string fields, ``meta`` as JSON); ``source``
+    says which system ran the job, so one stream serves dramatiq and Temporal."""
     if meta and len(meta) == 1 and type(meta.get("attempt")) is int:
         meta_json = f'{{"attempt":{meta["attempt"]}}}'  # the common case, without json.dumps
     else:
         meta_json = json.dumps(meta or {}, default=str, separators=(",", ":"))
     return {
         "id": next_event_id(),
-        "source": SOURCE,
+        "source": source,
         "event": event,
         "job_id": job_id,
         "queue": queue,

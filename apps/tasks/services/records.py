@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from apps.tasks.models import TERMINAL_STATUSES, JobRecord, JobStatus
+from apps.tasks.models import TERMINAL_STATUSES, JobBackend, JobRecord, JobStatus
 from apps.tasks.services import dead_letters
 
 MAX_PAGE_SIZE = 200
@@ -23,19 +23,36 @@ class CannotRetry(RuntimeError):
     pass
 
 
+def temporal_task_queue() -> str | None:
+    """The Temporal task queue when workflows are on: a queue name job records of that backend carry."""
+    from apps.tasks.config import get_task_config
+
+    temporal = get_task_config().temporal
+    return temporal.task_queue if temporal.enabled else None
+
+
 def filter_records(
-    *, status: str | None = None, queue: str | None = None, actor: str | None = None
+    *,
+    status: str | None = None,
+    queue: str | None = None,
+    actor: str | None = None,
+    backend: str | None = None,
 ) -> QuerySet[JobRecord]:
     records = JobRecord.objects.all()
     if status:
         if status not in JobStatus.values:
             raise InvalidFilter(f"unknown status {status!r}; valid: {', '.join(JobStatus.values)}")
         records = records.filter(status=status)
+    if backend:
+        if backend not in JobBackend.values:
+            raise InvalidFilter(f"unknown backend {backend!r}; valid: {', '.join(JobBackend.values)}")
+        records = records.filter(backend=backend)
     if queue:
-        try:
-            dead_letters.check_queue(queue)
-        except dead_letters.UnknownQueueError as exc:
-            raise InvalidFilter(str(exc)) from None
+        if queue != temporal_task_queue():
+            try:
+                dead_letters.check_queue(queue)
+            except dead_letters.UnknownQueueError as exc:
+                raise InvalidFilter(str(exc)) from None
         records = records.filter(queue_name=queue)
     if actor:
         records = records.filter(actor_name=actor)
@@ -56,6 +73,7 @@ def page_of(records: QuerySet[JobRecord], page: int, page_size: int) -> tuple[li
 def record_as_dict(record: JobRecord, *, detail: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": record.message_id,
+        "backend": record.backend,
         "actor": record.actor_name,
         "queue": record.queue_name,
         "status": record.status,
@@ -91,6 +109,8 @@ def retry_job(message_id: str) -> str:
     from apps.tasks.enqueue import enqueue
 
     record = JobRecord.objects.get(message_id=message_id)
+    if record.backend != JobBackend.DRAMATIQ:
+        raise CannotRetry(f"job {message_id} is a {record.backend} workflow; start it again through the JobRouter")
     if record.status not in TERMINAL_STATUSES:
         raise CannotRetry(f"job {message_id} is {record.status}; only finished jobs can be retried")
     if record.status == JobStatus.DEAD_LETTER:

@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class WorkflowsConfig(AppConfig):
+    name = "apps.workflows"
+    label = "workflows"
+    verbose_name = "Workflows"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # The section reports nothing while Temporal is disabled; temporalio is imported only when it is on.
+        from apps.tasks.health import register_health_section
+        from apps.workflows.health import temporal_health
+
+        register_health_section("temporal", temporal_health)

@@ -1,0 +1,165 @@
+"""Operate Temporal jobs: list, describe, cancel, signal (what ``manage.py workflows`` calls).
+
+Each answer joins what Temporal says with the job record, and brings a record whose workflow closed
+without workflow code seeing it (terminated, timed out) up to date. Signals and cancel requests are
+published to the events stream too.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from apps.tasks.models import JobRecord
+from apps.tasks.services.records import record_as_dict
+from apps.workflows import client, records
+
+#: ``--status`` values and how Temporal's visibility queries spell them.
+STATUSES = {
+    "running": "Running",
+    "completed": "Completed",
+    "failed": "Failed",
+    "canceled": "Canceled",
+    "terminated": "Terminated",
+    "timed_out": "TimedOut",
+    "continued_as_new": "ContinuedAsNew",
+}
+_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
+QUERY_TIMEOUT = timedelta(seconds=5)
+
+
+class UnknownJob(LookupError):
+    pass
+
+
+def _status_name(status: Any) -> str:
+    return status.name if status is not None else "UNKNOWN"
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _summary(execution) -> dict[str, Any]:
+    return {
+        "job_id": execution.id,
+        "run_id": execution.run_id,
+        "workflow_type": execution.workflow_type,
+        "status": _status_name(execution.status),
+        "task_queue": execution.task_queue,
+        "start_time": _iso(execution.start_time),
+        "close_time": _iso(execution.close_time),
+        "history_length": execution.history_length,
+    }
+
+
+def _sync_record(summary: dict[str, Any], close_time) -> None:
+    records.reconcile(summary["job_id"], summary["status"], close_time, summary["workflow_type"], summary["task_queue"])
+
+
+def list_workflows(status: str | None = None, workflow_type: str | None = None, limit: int = 20) -> list[dict]:
+    """The newest workflows on the configured task queue, with their job record's status."""
+    config = client.require_enabled()
+    clauses = [f'TaskQueue = "{config.task_queue}"']
+    if status:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
+        clauses.append(f'ExecutionStatus = "{STATUSES[status]}"')
+    if workflow_type:
+        if not _NAME_RE.fullmatch(workflow_type):
+            raise ValueError(f"{workflow_type!r} is not a workflow type name")
+        clauses.append(f'WorkflowType = "{workflow_type}"')
+
+    async def call(temporal) -> list:
+        return [execution async for execution in temporal.list_workflows(" AND ".join(clauses), limit=limit)]
+
+    executions = client.run(call, config)
+    rows = [_summary(execution) for execution in executions]
+    for row, execution in zip(rows, executions, strict=True):
+        _sync_record(row, execution.close_time)
+    statuses = dict(
+        JobRecord.objects.filter(message_id__in=[row["job_id"] for row in rows]).values_list("message_id", "status")
+    )
+    for row in rows:
+        row["record_status"] = statuses.get(row["job_id"])
+    return rows
+
+
+def describe(job_id: str) -> dict[str, Any]:
+    """Status, pending activities, the workflow's ``progress`` query (when it has one) and the record."""
+    from temporalio.api.enums.v1 import PendingActivityState
+    from temporalio.service import RPCError, RPCStatusCode
+
+    config = client.require_enabled()
+
+    async def call(temporal) -> tuple[Any, Any]:
+        handle = temporal.get_workflow_handle(job_id)
+        description = await handle.describe()
+        try:
+            progress = await handle.query("progress", rpc_timeout=QUERY_TIMEOUT)
+        except Exception:  # no such query, no worker to answer, or a closed run that cannot replay
+            progress = None
+        return description, progress
+
+    try:
+        description, progress = client.run(call, config)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise UnknownJob(f"no workflow {job_id!r} in namespace {config.namespace!r}") from None
+        raise
+    data = _summary(description)
+    _sync_record(data, description.close_time)
+    data["pending_activities"] = [
+        {
+            "activity_id": pending.activity_id,
+            "activity_type": pending.activity_type.name,
+            "state": PendingActivityState.Name(pending.state).removeprefix("PENDING_ACTIVITY_STATE_"),
+            "attempt": pending.attempt,
+            "last_failure": pending.last_failure.message,
+        }
+        for pending in description.raw_description.pending_activities
+    ]
+    data["progress"] = progress
+    record = JobRecord.objects.filter(message_id=job_id).first()
+    data["record"] = record_as_dict(record, detail=True) if record is not None else None
+    return data
+
+
+def cancel(job_id: str, reason: str = "") -> None:
+    """Ask the workflow to cancel; it decides how (the reindex compensates)."""
+    config = client.require_enabled()
+
+    async def call(temporal) -> str:
+        handle = temporal.get_workflow_handle(job_id)
+        await handle.cancel(reason=reason)
+        return (await handle.describe()).workflow_type
+
+    workflow_type = _checked(call, job_id, config)
+    records.publish([records.temporal_event("cancel_requested", job_id=job_id, queue=config.task_queue,
+                                            actor=workflow_type, meta={"reason": reason})])  # fmt: skip
+
+
+def signal(job_id: str, name: str, args: list[Any] | None = None) -> None:
+    """Send signal ``name`` with ``args`` to the workflow."""
+    config = client.require_enabled()
+
+    async def call(temporal) -> str:
+        handle = temporal.get_workflow_handle(job_id)
+        await handle.signal(name, args=list(args or []))
+        return (await handle.describe()).workflow_type
+
+    workflow_type = _checked(call, job_id, config)
+    records.publish([records.temporal_event("signalled", job_id=job_id, queue=config.task_queue,
+                                            actor=workflow_type, meta={"signal": name})])  # fmt: skip
+
+
+def _checked(call, job_id: str, config):
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        return client.run(call, config)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise UnknownJob(f"no running workflow {job_id!r} in namespace {config.namespace!r}") from None
+        raise
