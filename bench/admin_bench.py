@@ -101,17 +101,20 @@ def measure_pages(repeat: int) -> dict[str, list[float]]:
     client.force_login(user)
     first_id = JobRecord.objects.values_list("pk", flat=True).first()
     results = {}
-    for name, url in PAGES.items():
-        url = url.format(first_id=first_id)
-        client.get(url)  # warm-up
-        times = []
-        for _ in range(repeat):
-            started = time.perf_counter()
-            response = client.get(url)
-            times.append((time.perf_counter() - started) * 1000)
-            if response.status_code not in (200, 503):
-                raise RuntimeError(f"{url} answered {response.status_code}")
-        results[name] = times
+    try:
+        for name, url in PAGES.items():
+            url = url.format(first_id=first_id)
+            client.get(url)  # warm-up
+            times = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                response = client.get(url)
+                times.append((time.perf_counter() - started) * 1000)
+                if response.status_code not in (200, 503):
+                    raise RuntimeError(f"{url} answered {response.status_code}")
+            results[name] = times
+    finally:
+        client.logout()  # the session lives in Redis (the sessions cache): leave nothing behind
     return results
 
 

@@ -424,10 +424,11 @@ def targets(results: Results, plan: Plan) -> list[tuple[str, str, str]]:
         memory = results.memory
         growth = memory["end_kb"] / memory["start_kb"] - 1
         warm = memory["end_kb"] / memory["warm_kb"] - 1
-        note = "" if memory["tasks"] >= 50_000 else f" over {memory['tasks']:,} tasks, not 50,000"
+        fewer = memory["tasks"] < 50_000
+        note = f" over {memory['tasks']:,} tasks, not 50,000" if fewer else ""
         note += f"; {warm:+.1%} after the first {memory['tasks'] // 10:,}"
         rows.append(("worker RSS growth ≤ 10 % over 50,000 tasks", f"{growth:+.1%}{note}",
-                     _status(growth <= 0.10) + (" (fewer tasks)" if note else "")))  # fmt: skip
+                     _status(growth <= 0.10) + (" (fewer tasks)" if fewer else "")))  # fmt: skip
     else:
         rows.append(("worker RSS growth ≤ 10 % over 50,000 tasks", "—", _status(None)))
     return rows

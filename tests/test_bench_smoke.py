@@ -48,6 +48,7 @@ def test_report_from_figures():
     assert status["enqueue with record ≥ 1,200 msg/s"] == ("1,300 msg/s", "met")
     assert status["document save → processing start p99 ≤ 10 ms"][1] == "**not met**"
     assert status["admin list ≤ 300 ms at 1 M rows"][1] == "not measured"
+    assert status["worker RSS growth ≤ 10 % over 50,000 tasks"] == ("+5.0%; +1.0% after the first 5,000", "met")
     report = render(Context(quick=False, runs=3, database_url="postgresql://u:hunter2@h/bench"), FULL, results, [], 1.0)
     assert "| full stack / bare dramatiq | 0.92 |" in report
     assert "hunter2" not in report

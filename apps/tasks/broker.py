@@ -38,6 +38,23 @@ return #ARGV - 3
 #: Tokens kept in a queue's wake-up list: at most this many idle consumers wake per burst.
 WAKE_TOKENS = 64
 
+# dramatiq's "enqueue" (message body, queue, heartbeat) plus our event and wake-up token, in one call.
+# KEYS: events stream, queue, queue msgs, heartbeats, wake list.
+# ARGV: redis id, data, now, broker id, wake tokens, then (max length, 8 event values) or 0 for no event.
+_ENQUEUE_READY = """
+if #ARGV > 6 then
+    redis.call("xadd", KEYS[1], "MAXLEN", "~", ARGV[6], "*",
+        "id", ARGV[7], "source", ARGV[8], "event", ARGV[9], "job_id", ARGV[10],
+        "queue", ARGV[11], "actor", ARGV[12], "meta", ARGV[13], "timestamp", ARGV[14])
+end
+redis.call("zadd", KEYS[4], ARGV[3], ARGV[4])
+redis.call("hset", KEYS[3], ARGV[1], ARGV[2])
+redis.call("rpush", KEYS[2], ARGV[1])
+redis.call("lpush", KEYS[5], 1)
+redis.call("ltrim", KEYS[5], 0, tonumber(ARGV[5]) - 1)
+return 1
+"""
+
 #: The message option holding a priority (higher runs first); see RedisBroker.enqueue.
 PRIORITY_OPTION = "queue_priority"
 
@@ -186,6 +203,10 @@ class RedisBroker(DramatiqRedisBroker):
             message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
         self.emit_before("enqueue", message, delay)
         redis_id, now = message.options["redis_message_id"], current_millis()
+        if delay is None and priority <= 0:
+            self._enqueue_ready(queue_name, redis_id, message.encode(), now, event)
+            self.emit_after("enqueue", message, delay)
+            return message
         for attempt in (1, 2):
             # EVALSHA directly: a pipeline given Script objects asks SCRIPT EXISTS on every execute.
             pipeline = self.client.pipeline(transaction=False)
@@ -217,6 +238,21 @@ class RedisBroker(DramatiqRedisBroker):
                 self.scripts["dispatch"].sha = self.client.script_load(self.scripts["dispatch"].script)
         self.emit_after("enqueue", message, delay)
         return message
+
+    def _enqueue_ready(self, queue_name: str, redis_id: str, data: bytes, now: int, event: dict | None) -> None:
+        """The common case in one script call: event (if any), message, heartbeat, wake-up token."""
+        from apps.tasks.config import get_task_config
+
+        values = self._event_values([event], get_task_config().events_max_length) if event else [0]
+        queue = f"{self.namespace}:{queue_name}"
+        script_keys = [f"{self.namespace}:tasks:events", queue, f"{queue}.msgs", f"{self.namespace}:__heartbeats__"]
+        script_keys.append(self.wake_key(queue_name))
+        arguments = [redis_id, data, now, self.broker_id, WAKE_TOKENS, *values]
+        try:
+            self.client.evalsha(self._sha(_ENQUEUE_READY), len(script_keys), *script_keys, *arguments)
+        except redis.exceptions.NoScriptError:  # Redis restarted: load again
+            self._script_shas.clear()
+            self.client.evalsha(self._sha(_ENQUEUE_READY), len(script_keys), *script_keys, *arguments)
 
     def settle_many(self, queue_name: str, command: str, redis_message_ids: list[str]) -> None:
         """Ack or nack many messages of one queue in one script call (dramatiq's ack/nack, batched)."""

@@ -65,17 +65,17 @@ def test_reindex_completes_once_approved_and_approval_gates_the_final_step(worke
 
 
 def test_pause_holds_the_next_batch_until_resume(worker):
-    ids = indexed_documents(6)
+    ids = indexed_documents(8)
     job_id = start_reindex(batch_size=2, throttle_ms=250, require_approval=True)
     wait_for(lambda: backups(job_id) >= 1, timeout=60, message="the first batch to start")
     control.signal(job_id, "pause")
     paused = wait_for_phase(job_id, "paused")
-    assert paused["paused"] and paused["batches_done"] < 3
+    assert paused["paused"] and paused["batches_done"] < 4
     control.signal(job_id, "approve")  # approval may come early: it does not wait for indexing to end
     wait_for(lambda: query_progress(job_id)["approved"], timeout=30, message="the approval to be seen")
     control.signal(job_id, "resume")
     record = wait_for_record(job_id, JobStatus.COMPLETED, JobStatus.FAILED)
-    assert record.status == JobStatus.COMPLETED and record.result["documents"] == 6
+    assert record.status == JobStatus.COMPLETED and record.result["documents"] == 8
     assert all_completed(ids) and backups(job_id) == 0
 
     events = history(job_id)
@@ -86,7 +86,7 @@ def test_pause_holds_the_next_batch_until_resume(worker):
 
 
 def test_cancel_during_indexing_restores_the_previous_chunks(worker, broker_redis):
-    ids = indexed_documents(6)
+    ids = indexed_documents(10)
     before = chunks(ids)
     job_id = start_reindex(batch_size=2, throttle_ms=300, require_approval=True)
     wait_for(lambda: backups(job_id) >= 3, timeout=60, message="the second batch to start")
@@ -96,7 +96,7 @@ def test_cancel_during_indexing_restores_the_previous_chunks(worker, broker_redi
     assert (record.status, record.error_type) == (JobStatus.FAILED, CANCELLED_ERROR)
     wait_for(lambda: workflow_status(job_id) == "CANCELED", timeout=30)  # it closes just after its record
     progress = query_progress(job_id)
-    assert progress["phase"] == "cancelled" and 3 <= progress["restored"] < 6
+    assert progress["phase"] == "cancelled" and 3 <= progress["restored"] < 10
     # The very same chunks (ids, text, vectors) as before the reindex, and no backup left behind.
     assert chunks(ids) == before and all_completed(ids)
     assert backups(job_id) == 0
