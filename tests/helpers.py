@@ -46,14 +46,15 @@ def run_manage(*args: str, env: dict[str, str] | None = None, timeout: float = 6
     )
 
 
-class WorkerProcess:
-    """``manage.py rundramatiq`` as a subprocess in its own process group, logging to a file."""
+class ManagedProcess:
+    """``manage.py <command>`` as a subprocess in its own process group, logging to a file,
+    so a kill is a real kill of the command and everything it started."""
 
     def __init__(self, *args: str, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "w")
+        self._log = open(log_path, "w")  # closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "rundramatiq", *args],
+            [sys.executable, "manage.py", *args],
             cwd=ROOT,
             env=env or manage_env(),
             stdout=self._log,
@@ -89,3 +90,10 @@ class WorkerProcess:
                 pass
         self.kill()
         self._log.close()
+
+
+class WorkerProcess(ManagedProcess):
+    """``manage.py rundramatiq``."""
+
+    def __init__(self, *args: str, log_path: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__("rundramatiq", *args, log_path=log_path, env=env)

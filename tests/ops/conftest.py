@@ -2,58 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, manage_env
-
-
-class ManagedProcess:
-    """``manage.py <command>`` in its own process group, logging to a file."""
-
-    def __init__(self, *args: str, log_path: Path, env: dict[str, str]) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def terminate(self, timeout: float) -> int:
-        """SIGTERM the main process; its exit code (raises TimeoutExpired if it outlives ``timeout``)."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.terminate(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
-        self._log.close()
+from tests.helpers import ManagedProcess, manage_env
 
 
 def process_env(**overrides: str) -> dict[str, str]:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,30 +13,14 @@ import dramatiq
 from apps.tasks import keys
 from apps.tasks.models import JobRecord
 from apps.workflows import client
-from tests.helpers import ROOT, wait_for
+from tests.helpers import ManagedProcess, wait_for
 
 
-class TemporalWorker:
+class TemporalWorker(ManagedProcess):
     """``manage.py runtemporal`` in its own process group, logging to a file, so a kill is a real kill."""
 
     def __init__(self, *args: str, env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runtemporal", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text()
+        super().__init__("runtemporal", *args, log_path=log_path, env=env)
 
     def wait_ready(self, timeout: float = 90) -> TemporalWorker:
         def ready() -> bool:
@@ -51,25 +31,7 @@ class TemporalWorker:
         return self
 
     def terminate(self, timeout: float = 30) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the process group: no shutdown, no flush, as when a machine dies."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.terminate(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-        self._log.close()
+        return super().terminate(timeout)
 
 
 # --- workflows ------------------------------------------------------------------------------
