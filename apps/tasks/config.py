@@ -61,6 +61,17 @@ _RESERVED_QUEUE_SUFFIXES = (".DQ", ".XQ")
 _KEY_PREFIX_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
+_MODULE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _check_module_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Dotted module names (task_modules, workflow_modules), refused with the bad one named."""
+    for name in names:
+        if not _MODULE_NAME_RE.fullmatch(name):
+            raise ValueError(f"{name!r} is not a module name")
+    return names
+
+
 class TaskBackend(str, Enum):
     DRAMATIQ = "dramatiq"
 
@@ -276,10 +287,7 @@ class TemporalConfig(BaseModel):
     @field_validator("workflow_modules")
     @classmethod
     def _check_modules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for name in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name):
-                raise ValueError(f"{name!r} is not a module name")
-        return value
+        return _check_module_names(value)
 
     @model_validator(mode="after")
     def _check_installed(self) -> TemporalConfig:
@@ -403,10 +411,7 @@ class TaskConfig(BaseModel):
     @field_validator("task_modules")
     @classmethod
     def _check_task_modules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for name in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name):
-                raise ValueError(f"{name!r} is not a module name")
-        return value
+        return _check_module_names(value)
 
     @field_validator("schedules")
     @classmethod
