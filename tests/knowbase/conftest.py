@@ -65,8 +65,14 @@ def wait_for_document(document_id: int, statuses=SETTLED, timeout: float = 60, w
     try:
         return wait_for(reached, timeout=timeout, interval=0.05, message=f"document {document_id} to be {statuses}")
     except AssertionError as exc:
-        log = worker.log()[-4000:] if worker else ""
-        raise AssertionError(f"{exc}\nworker log tail:\n{log}") from None
+        row = Document.objects.filter(pk=document_id).values("status", "error", "attempts", "claim_token").first()
+        records = [(r.message_id, r.status, r.attempts, r.error_message) for r in job_records_for(document_id)]
+        log = worker.log() if worker else ""
+        mentions = "\n".join(line for line in log.splitlines() if f"Document {document_id} " in line)
+        raise AssertionError(
+            f"{exc}\ndocument: {row}\njob records: {records}\nworker log lines about it:\n{mentions}\n"
+            f"worker log tail:\n{log[-4000:]}"
+        ) from None
 
 
 def knowledge_messages(broker_redis) -> list[dramatiq.Message]:

@@ -185,6 +185,40 @@ def test_a_fresh_claim_blocks_others_and_an_abandoned_one_is_taken_over(settings
     assert processing._finish(claim, DocumentStatus.FAILED, "late") is False
 
 
+def test_a_retry_of_the_same_message_takes_back_a_claim_its_failed_attempt_left(monkeypatch):
+    from django.db import OperationalError
+
+    from apps.tasks.middleware import lifecycle
+
+    document = make(content="")  # rejected: the outcome is one write, which the database refuses once
+    real_finish = processing._finish
+    refusals = iter([OperationalError("database is locked")])
+
+    def finish_once_refused(*args, **kwargs):
+        error = next(refusals, None)
+        if error is not None:
+            raise error
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(processing, "_finish", finish_once_refused)
+    monkeypatch.setattr(lifecycle._running, "message_id", "0b6f4a3e-5d1c-4f7e-9a8b-1c2d3e4f5a6b", raising=False)
+    with pytest.raises(OperationalError):
+        process_document(document.pk)
+    document.refresh_from_db()
+    assert (document.status, document.claim_token) == (DocumentStatus.PROCESSING, "0b6f4a3e5d1c4f7e9a8b1c2d3e4f5a6b")
+
+    # Another message still finds the claim fresh and leaves it alone ...
+    monkeypatch.setattr(lifecycle._running, "message_id", "99999999-5d1c-4f7e-9a8b-1c2d3e4f5a6b")
+    assert process_document(document.pk).outcome == "skipped"
+    # ... while the retry of the message that claimed it takes it back and records the outcome.
+    monkeypatch.setattr(lifecycle._running, "message_id", "0b6f4a3e-5d1c-4f7e-9a8b-1c2d3e4f5a6b")
+    result = process_document(document.pk)
+    document.refresh_from_db()
+    assert (result.outcome, result.attempt) == ("failed", 2)
+    assert (document.status, document.claim_token) == (DocumentStatus.FAILED, "")
+    assert document.error.startswith("empty: the document has no content")
+
+
 def test_an_id_that_is_not_an_integer_is_a_permanent_error():
     with pytest.raises(ValueError):
         process_document("not-a-number")

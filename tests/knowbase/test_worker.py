@@ -49,6 +49,7 @@ def test_a_created_document_is_processed_and_only_content_changes_reprocess_it(w
     assert np.isclose(np.linalg.norm(chunk.vector), 1.0) and chunk.vector.shape == (384,)
     [record] = finished_records(document.pk, 1)  # exactly one message for one create: no loop
     assert record.result["outcome"] == "completed" and record.queue_name == "knowledge"
+    assert "returned a value that is not None" not in worker.log()  # the record keeps the value
 
     document.content = "Redis keeps the queue.\n\nWorkers take messages.\n\nPostgreSQL keeps the documents."
     document.save()

@@ -4,8 +4,10 @@ Safety rules, in the order they apply:
 
 - **Claim.** A short transaction locks the row (``select_for_update(skip_locked=True)`` on
   PostgreSQL; SQLite's write lock, taken at BEGIN in this project, serialises it there) and moves it
-  to ``processing`` with a fresh claim token by compare-and-set. A second worker finds it locked,
+  to ``processing`` with a claim token by compare-and-set. A second worker finds it locked,
   claimed (a lease younger than ``KNOWBASE_PROCESSING_LEASE_SECONDS``) or done, and skips it.
+  The token is the message's id, so a retry of the same message takes back a claim its earlier
+  attempt could not release (the database refused the outcome): that attempt has ended.
 - **Work** happens outside any transaction, so no lock is held while embedding.
 - **Replace.** One transaction locks the row again, checks the claim token is still ours (a save
   with new content or a reprocess request resets it: the newer version wins) and replaces all
@@ -33,6 +35,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from apps.knowbase.config import get_config
 from apps.knowbase.models import Document, DocumentChunk, DocumentStatus, human_bytes
 from apps.tasks.errors import TransientError, is_transient
+from apps.tasks.middleware.lifecycle import current_message_id
 
 from .chunking import chunk_text
 from .embeddings import embed_texts, get_embedder, vector_to_bytes
@@ -84,13 +87,20 @@ def _lock(queryset, skip_locked: bool = False):
     return queryset.select_for_update(skip_locked=skip_locked and features.has_select_for_update_skip_locked)
 
 
+def claim_token_for_this_run() -> str:
+    """The running message's id (32 hex digits): the same for every retry of one message."""
+    message_id = current_message_id()
+    return message_id.replace("-", "") if message_id else uuid.uuid4().hex
+
+
 def claim_document(document_id: int) -> Claim | ProcessResult:
     """Move the document to ``processing`` for this run, or say why another run has it."""
     lease = timedelta(seconds=get_config().processing_lease_seconds)
+    token = claim_token_for_this_run()
     with transaction.atomic():
         row = (
             _lock(Document.objects.filter(pk=document_id), skip_locked=True)
-            .values("status", "status_changed_at", "attempts")
+            .values("status", "status_changed_at", "attempts", "claim_token")
             .first()
         )
         if row is None:
@@ -99,11 +109,11 @@ def claim_document(document_id: int) -> Claim | ProcessResult:
             return ProcessResult(document_id, SKIPPED, f"document {document_id} no longer exists")
         status, changed_at = row["status"], row["status_changed_at"]
         now = timezone.now()
-        if status == DocumentStatus.PROCESSING and changed_at > now - lease:
+        ours = row["claim_token"] == token  # an earlier attempt of this message, which has ended
+        if status == DocumentStatus.PROCESSING and changed_at > now - lease and not ours:
             return ProcessResult(document_id, SKIPPED, f"being processed by another worker since {changed_at:%H:%M:%S}")
         if status not in CLAIMABLE:
             return ProcessResult(document_id, SKIPPED, f"already {status}; nothing changed since")
-        token = uuid.uuid4().hex
         attempt = row["attempts"] + 1
         taken = Document.objects.filter(pk=document_id, status=status, status_changed_at=changed_at).update(
             status=DocumentStatus.PROCESSING, status_changed_at=now, claim_token=token, attempts=attempt

@@ -48,6 +48,10 @@ def transition_for(message: dramatiq.Message, status: str, **values) -> Transiti
     )
 
 
+def _drop_discarded_result_warning(record: logging.LogRecord) -> bool:
+    return not (isinstance(record.msg, str) and "returned a value that is not None" in record.msg)
+
+
 class LifecycleMiddleware(Middleware):
     """Writes a job record per message (pending → running → completed; failed → retrying →
     completed or dead_letter; skipped) and publishes each transition as an event.
@@ -59,6 +63,11 @@ class LifecycleMiddleware(Middleware):
 
     def __init__(self) -> None:
         self._local = threading.local()
+
+    def before_worker_boot(self, broker, worker) -> None:
+        # Return values land in the job record, so dramatiq's "no Results middleware, the value
+        # has been discarded" warning (logged for every such task) is wrong here.
+        logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_drop_discarded_result_warning)
 
     def after_enqueue(self, broker, message, delay) -> None:
         if recorded_by_caller.get() == message.message_id:
