@@ -80,6 +80,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # psycopg prepares a statement run this many times on a server-side-binding cursor (the job
+    # record insert of every enqueue uses one; Django's own queries bind client-side and never
+    # prepare). "none" turns it off, as a PgBouncer in transaction mode before 1.21 needs.
+    _prepare = env_str("DATABASE_PREPARE_THRESHOLD", "5").strip().lower()
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None if _prepare == "none" else int(_prepare)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Worker threads and the web process share the file: wait for locks, take the write lock up front.
     DATABASES["default"]["CONN_MAX_AGE"] = 0

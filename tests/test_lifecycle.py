@@ -73,6 +73,33 @@ def test_enqueue_writes_the_record_before_sending(broker_redis, clean_queues):
     assert stream_events(broker_redis, message_id) == ["enqueued"]
 
 
+def test_the_enqueue_insert_keeps_a_record_a_worker_wrote_first(clean_queues):
+    from apps.tasks.enqueue import pending_transition
+    from apps.tasks.middleware.lifecycle import transition_for
+    from apps.tasks.services.recorder import insert_new_record, write_transitions
+
+    message = tasks.add.message(5, 6)
+    pending = pending_transition(message)
+    write_transitions([transition_for(message, JobStatus.RUNNING, worker="host:1")])
+    insert_new_record(pending)  # late: the worker's row stands
+    assert (record(message.message_id).status, record(message.message_id).worker) == ("running", "host:1")
+
+
+def test_enqueue_on_postgresql_prepares_its_insert_once():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's (this suite runs on both databases)")
+    ids = [enqueue(tasks.add, args=(index, index)) for index in range(8)]
+    assert JobRecord.objects.filter(message_id__in=ids, status="pending").count() == 8
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ['INSERT INTO "tasks_jobrecord"%'],
+        )
+        assert cursor.fetchone()[0] == 1  # one plan, reused by every enqueue after the fifth
+
+
 def test_enqueue_inside_a_transaction_sends_on_commit(broker_redis, clean_queues):
     with transaction.atomic():
         message_id = enqueue(tasks.add, args=(1, 1))

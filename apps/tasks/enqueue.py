@@ -11,7 +11,14 @@ from dramatiq.errors import ActorNotFound
 
 from apps.tasks.broker import RedisBroker
 from apps.tasks.middleware.lifecycle import attempt_number, recorded_by_caller
-from apps.tasks.services.recorder import Transition, event_fields, from_millis, publish_events, write_transitions
+from apps.tasks.services.recorder import (
+    Transition,
+    event_fields,
+    from_millis,
+    insert_new_record,
+    publish_events,
+    write_transitions,
+)
 from apps.tasks.status import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -96,7 +103,7 @@ def enqueue(
         from apps.tasks.services.dead_letters import check_queue
 
         message = message.copy(queue_name=check_queue(queue_name))
-    write_transitions([pending_transition(message)], using=using)
+    insert_new_record(pending_transition(message), using=using)
     if transaction.get_connection(using).in_atomic_block:
         transaction.on_commit(lambda: send_recorded(message, delay, using), using=using, robust=True)
     else:

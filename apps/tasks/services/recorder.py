@@ -127,6 +127,32 @@ _JSON_COLUMNS = frozenset({"args", "kwargs", "result"})
 _DATETIME_COLUMNS = frozenset({"enqueued_at", "started_at", "finished_at", "next_retry_at", "updated_at"})
 
 
+_sql_cache: dict[tuple[str, str], str] = {}
+
+
+def _cached_sql(kind: str, connection, build) -> str:
+    key = (kind, connection.vendor)
+    sql = _sql_cache.get(key)
+    if sql is None:
+        sql = _sql_cache[key] = build(connection)
+    return sql
+
+
+def _insert_new_sql(connection) -> str:
+    """INSERT of a new record that, on PostgreSQL, also lets its own commit skip the fsync wait:
+    ``set_config(..., true)`` lasts to the end of the statement's implicit transaction."""
+    from apps.tasks.models import JobRecord
+
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(column) for column in COLUMNS)
+    placeholders = ", ".join("%s::jsonb" if column in _JSON_COLUMNS else "%s" for column in COLUMNS)
+    return (
+        f"INSERT INTO {quote(JobRecord._meta.db_table)} ({columns}) SELECT {placeholders} "  # noqa: S608 - model identifiers only
+        "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit "
+        f"ON CONFLICT ({quote('message_id')}) DO NOTHING"
+    )
+
+
 def _upsert_sql(connection) -> str:
     from apps.tasks.models import JobRecord
 
@@ -204,7 +230,7 @@ def write_transitions(transitions: list[Transition], using: str = "default") -> 
     else:
         adapt_datetime = connection.ops.adapt_datetimefield_value
     rows = [_row(item, config, adapt_datetime) for item in transitions]
-    sql = _upsert_sql(connection)
+    sql = _cached_sql("upsert", connection, _upsert_sql)
     if connection.in_atomic_block:  # the caller's transaction: join it, change nothing about it
         with connection.cursor() as cursor:
             cursor.executemany(sql, rows)
@@ -222,6 +248,32 @@ def write_transitions(transitions: list[Transition], using: str = "default") -> 
                 # message's next transition (every transition upserts the whole row).
                 cursor.execute("SET LOCAL synchronous_commit = off")
             cursor.executemany(sql, rows)
+
+
+def insert_new_record(transition: Transition, using: str = "default") -> None:
+    """Write the record of a message just built (``enqueue``'s hot path): its id is new, so there is
+    no row to merge with.
+
+    On PostgreSQL in autocommit this is one statement on a server-side-binding cursor, which
+    psycopg prepares once it has run a few times (``prepare_threshold``; set it to None in the
+    database OPTIONS behind a transaction-pooling PgBouncer), and whose commit does not wait for
+    fsync: a record lost in a database crash is written again by the message's next transition,
+    as every transition upserts the whole row. Elsewhere it is ``write_transitions``.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql" or connection.in_atomic_block or not connection.get_autocommit():
+        write_transitions([transition], using=using)
+        return
+    import psycopg
+
+    from apps.tasks.config import get_task_config
+
+    row = _row(transition, get_task_config(), lambda value: value)
+    sql = _cached_sql("insert_new", connection, _insert_new_sql)
+    with connection.wrap_database_errors:
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, row)
 
 
 def event_fields(
