@@ -20,6 +20,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -241,13 +243,30 @@ def write_transitions(transitions: list[Transition], using: str = "default") -> 
                 cursor.execute(f"BEGIN; SET LOCAL synchronous_commit TO OFF; {sql}; COMMIT", rows[0])
             else:
                 cursor.execute(sql, rows[0])
-    else:
-        with transaction.atomic(using=using), connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
+    elif connection.vendor == "postgresql":
+        with transaction.atomic(using=using):
+            with connection.cursor() as cursor:
                 # A batch needs no fsync: a record lost in a database crash is written again by the
                 # message's next transition (every transition upserts the whole row).
                 cursor.execute("SET LOCAL synchronous_commit = off")
+            with _server_binding_cursor(connection) as cursor:
+                cursor.executemany(sql, rows)
+    else:
+        with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.executemany(sql, rows)
+
+
+@contextmanager
+def _server_binding_cursor(connection) -> Iterator[Any]:
+    """A psycopg cursor binding parameters on the server, where Django's binds them into the SQL
+    text: a statement goes once, then only values (psycopg prepares it once it has run
+    ``prepare_threshold`` times), so batches are cheaper to send and to parse."""
+    import psycopg
+
+    with connection.wrap_database_errors:
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:
+            yield cursor
 
 
 def insert_new_record(transition: Transition, using: str = "default") -> None:
@@ -264,16 +283,12 @@ def insert_new_record(transition: Transition, using: str = "default") -> None:
     if connection.vendor != "postgresql" or connection.in_atomic_block or not connection.get_autocommit():
         write_transitions([transition], using=using)
         return
-    import psycopg
-
     from apps.tasks.config import get_task_config
 
     row = _row(transition, get_task_config(), lambda value: value)
     sql = _cached_sql("insert_new", connection, _insert_new_sql)
-    with connection.wrap_database_errors:
-        connection.ensure_connection()
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, row)
+    with _server_binding_cursor(connection) as cursor:
+        cursor.execute(sql, row)
 
 
 def event_fields(
