@@ -188,7 +188,7 @@ def test_a_fresh_claim_blocks_others_and_an_abandoned_one_is_taken_over(settings
 def test_a_retry_of_the_same_message_takes_back_a_claim_its_failed_attempt_left(monkeypatch):
     from django.db import OperationalError
 
-    from apps.tasks.middleware import lifecycle
+    from apps.tasks.logging import JobContext, current_job
 
     document = make(content="")  # rejected: the outcome is one write, which the database refuses once
     real_finish = processing._finish
@@ -200,19 +200,25 @@ def test_a_retry_of_the_same_message_takes_back_a_claim_its_failed_attempt_left(
             raise error
         return real_finish(*args, **kwargs)
 
-    monkeypatch.setattr(processing, "_finish", finish_once_refused)
-    monkeypatch.setattr(lifecycle._running, "message_id", "0b6f4a3e-5d1c-4f7e-9a8b-1c2d3e4f5a6b", raising=False)
-    with pytest.raises(OperationalError):
-        process_document(document.pk)
-    document.refresh_from_db()
-    assert (document.status, document.claim_token) == (DocumentStatus.PROCESSING, "0b6f4a3e5d1c4f7e9a8b1c2d3e4f5a6b")
+    def run_as(message_id: str, attempt: int):
+        token = current_job.set(JobContext(message_id, "process_document_async", "knowledge", attempt))
+        try:
+            return process_document(document.pk)
+        finally:
+            current_job.reset(token)
 
-    # Another message still finds the claim fresh and leaves it alone ...
-    monkeypatch.setattr(lifecycle._running, "message_id", "99999999-5d1c-4f7e-9a8b-1c2d3e4f5a6b")
-    assert process_document(document.pk).outcome == "skipped"
+    monkeypatch.setattr(processing, "_finish", finish_once_refused)
+    message_id = "0b6f4a3e-5d1c-4f7e-9a8b-1c2d3e4f5a6b"
+    with pytest.raises(OperationalError):
+        run_as(message_id, 1)
+    document.refresh_from_db()
+    assert (document.status, document.claim_token) == (DocumentStatus.PROCESSING, "0b6f4a3e5d1c4f7e9a8b1c2d3e4f0001")
+
+    # Another message, and a redelivery of the same attempt, find the claim fresh and leave it alone ...
+    assert run_as("99999999-5d1c-4f7e-9a8b-1c2d3e4f5a6b", 1).outcome == "skipped"
+    assert run_as(message_id, 1).outcome == "skipped"
     # ... while the retry of the message that claimed it takes it back and records the outcome.
-    monkeypatch.setattr(lifecycle._running, "message_id", "0b6f4a3e-5d1c-4f7e-9a8b-1c2d3e4f5a6b")
-    result = process_document(document.pk)
+    result = run_as(message_id, 2)
     document.refresh_from_db()
     assert (result.outcome, result.attempt) == ("failed", 2)
     assert (document.status, document.claim_token) == (DocumentStatus.FAILED, "")

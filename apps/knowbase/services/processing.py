@@ -6,8 +6,10 @@ Safety rules, in the order they apply:
   PostgreSQL; SQLite's write lock, taken at BEGIN in this project, serialises it there) and moves it
   to ``processing`` with a claim token by compare-and-set. A second worker finds it locked,
   claimed (a lease younger than ``KNOWBASE_PROCESSING_LEASE_SECONDS``) or done, and skips it.
-  The token is the message's id, so a retry of the same message takes back a claim its earlier
-  attempt could not release (the database refused the outcome): that attempt has ended.
+  The token names the message and its attempt, so a retry of the same message takes back a claim
+  an earlier attempt could not release (the database refused the outcome): dramatiq retries only
+  after that attempt ended. A redelivery of the same attempt (its worker was presumed dead) does
+  not: the lease decides, as for any other message.
 - **Work** happens outside any transaction, so no lock is held while embedding.
 - **Replace.** One transaction locks the row again, checks the claim token is still ours (a save
   with new content or a reprocess request resets it: the newer version wins) and replaces all
@@ -35,7 +37,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from apps.knowbase.config import get_config
 from apps.knowbase.models import Document, DocumentChunk, DocumentStatus, human_bytes
 from apps.tasks.errors import TransientError, is_transient
-from apps.tasks.middleware.lifecycle import current_message_id
+from apps.tasks.logging import current_job
 
 from .chunking import chunk_text
 from .embeddings import embed_texts, get_embedder, vector_to_bytes
@@ -88,9 +90,16 @@ def _lock(queryset, skip_locked: bool = False):
 
 
 def claim_token_for_this_run() -> str:
-    """The running message's id (32 hex digits): the same for every retry of one message."""
-    message_id = current_message_id()
-    return message_id.replace("-", "") if message_id else uuid.uuid4().hex
+    """32 hex digits: the running message's id (28) and attempt (4); random outside a task."""
+    job = current_job.get()
+    if job is None:
+        return uuid.uuid4().hex
+    return f"{job.job_id.replace('-', '')[:28]}{min(job.attempt, 0xFFFF):04x}"
+
+
+def taken_over_from_earlier_attempt(claimed: str, ours: str) -> bool:
+    """True when ``claimed`` is the token of an earlier attempt of the message ``ours`` belongs to."""
+    return len(claimed) == 32 and claimed[:28] == ours[:28] and int(claimed[28:], 16) < int(ours[28:], 16)
 
 
 def claim_document(document_id: int) -> Claim | ProcessResult:
@@ -109,7 +118,7 @@ def claim_document(document_id: int) -> Claim | ProcessResult:
             return ProcessResult(document_id, SKIPPED, f"document {document_id} no longer exists")
         status, changed_at = row["status"], row["status_changed_at"]
         now = timezone.now()
-        ours = row["claim_token"] == token  # an earlier attempt of this message, which has ended
+        ours = taken_over_from_earlier_attempt(row["claim_token"], token)
         if status == DocumentStatus.PROCESSING and changed_at > now - lease and not ours:
             return ProcessResult(document_id, SKIPPED, f"being processed by another worker since {changed_at:%H:%M:%S}")
         if status not in CLAIMABLE:
