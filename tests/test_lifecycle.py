@@ -47,6 +47,15 @@ def stream_events(broker_redis, job_id: str) -> list[str]:
     return [fields[b"event"].decode() for _, fields in entries if fields[b"job_id"].decode() == job_id]
 
 
+def events_ending_with(broker_redis, job_id: str, last: str) -> list[str]:
+    """The job's events once ``last`` is among them: the recorder publishes a batch's events just
+    after committing its records, so a record can be seen a moment before its events."""
+    return wait_for(
+        lambda: (events := stream_events(broker_redis, job_id)) and events[-1] == last and events,
+        message=f"a {last!r} event for job {job_id}",
+    )
+
+
 @pytest.fixture(scope="module")
 def module_worker(start_module_worker):
     return start_module_worker(
@@ -139,8 +148,7 @@ def test_completed_job_record(worker, broker_redis):
     assert job.started_at is not None and job.finished_at >= job.started_at >= job.enqueued_at
     assert job.duration_ms is not None
     assert job.error_type == ""
-    assert wait_for(lambda: stream_events(broker_redis, message_id)[-1:] == ["completed"])
-    assert stream_events(broker_redis, message_id) == ["enqueued", "started", "completed"]
+    assert events_ending_with(broker_redis, message_id, "completed") == ["enqueued", "started", "completed"]
 
 
 def test_plain_send_is_recorded_too(worker):
@@ -159,7 +167,7 @@ def test_transient_errors_retry_with_growing_delays_and_complete(worker, broker_
     assert job.error_type == "apps.tasks.errors.TransientError"  # the last failure is kept
     assert "transient failure 2 of 2" in job.error_message
     assert "TransientError" in job.traceback
-    events = stream_events(broker_redis, message_id)
+    events = events_ending_with(broker_redis, message_id, "completed")
     assert events == [
         "enqueued",
         "started", "failed", "retrying",
@@ -184,7 +192,9 @@ def test_permanent_errors_go_to_dead_letter_after_one_attempt(worker, broker_red
     assert job.attempts == 1
     assert job.error_type.endswith(error_type)
     namespace = dramatiq.get_broker().namespace
-    assert message_id in message_ids_in(broker_redis, keys.dead_letter_messages(namespace, "default"))
+    # The nack that moves it to the dead letters follows the record's commit.
+    dead = keys.dead_letter_messages(namespace, "default")
+    wait_for(lambda: message_id in message_ids_in(broker_redis, dead), message="the message in the dead letters")
     notifications = wait_for(lambda: broker_redis.lrange(notifications_key(), 0, -1))
     assert [json.loads(item)["message_id"] for item in notifications] == [message_id]
-    assert stream_events(broker_redis, message_id)[-3:] == ["started", "failed", "dead_letter"]
+    assert events_ending_with(broker_redis, message_id, "dead_letter")[-3:] == ["started", "failed", "dead_letter"]
