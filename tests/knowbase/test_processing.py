@@ -253,3 +253,47 @@ def test_concurrent_claims_let_exactly_one_win():
     assert len(results) == contenders and len(winners) == 1
     assert all(result.outcome == "skipped" for result in results if not isinstance(result, Claim))
     assert Document.objects.get(pk=document.pk).attempts == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_locked_by_someone_else_is_waited_for_not_skipped():
+    """The dispatcher marking a document queued (or an admin edit) locks its row for a moment; a
+    claim that skipped it then would spend the document's only message and leave it queued."""
+    from django.db import transaction
+
+    from tests.helpers import wait_for
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite serialises writers (this suite runs on both)")
+    document = make()
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        try:
+            with transaction.atomic():
+                Document.objects.select_for_update().get(pk=document.pk)
+                locked.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(timeout=30)
+    results: list = []
+    claimer = threading.Thread(target=lambda: (results.append(claim_document(document.pk)), connection.close()))
+    claimer.start()
+    try:
+        with connection.cursor() as cursor:
+
+            def claim_is_waiting() -> bool:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                return cursor.fetchone()[0] >= 1
+
+            wait_for(claim_is_waiting, timeout=30, message="the claim to wait for the row lock")
+    finally:
+        release.set()
+        holder.join(timeout=30)
+        claimer.join(timeout=30)
+    assert len(results) == 1 and isinstance(results[0], Claim), results
+    assert Document.objects.get(pk=document.pk).status == DocumentStatus.PROCESSING

@@ -2,10 +2,13 @@
 
 Safety rules, in the order they apply:
 
-- **Claim.** A short transaction locks the row (``select_for_update(skip_locked=True)`` on
-  PostgreSQL; SQLite's write lock, taken at BEGIN in this project, serialises it there) and moves it
-  to ``processing`` with a claim token by compare-and-set. A second worker finds it locked,
-  claimed (a lease younger than ``KNOWBASE_PROCESSING_LEASE_SECONDS``) or done, and skips it.
+- **Claim.** A short transaction locks the row (``select_for_update`` on PostgreSQL, waiting at
+  most ``CLAIM_LOCK_TIMEOUT``; SQLite's write lock, taken at BEGIN in this project, serialises it
+  there) and moves it to ``processing`` with a claim token by compare-and-set. A second worker
+  waits for that short transaction, then finds the document claimed (a lease younger than
+  ``KNOWBASE_PROCESSING_LEASE_SECONDS``) or done, and skips it. It does not skip a row merely
+  because it is locked: the lock may be anyone's (the dispatcher marking it queued, an admin edit),
+  and skipping then would leave the document queued with its only message spent.
   The token names the message and its attempt, so a retry of the same message takes back a claim
   an earlier attempt could not release (the database refused the outcome): dramatiq retries only
   after that attempt ended. A redelivery of the same attempt (its worker was presumed dead) does
@@ -48,6 +51,8 @@ logger = logging.getLogger(__name__)
 COMPLETED, FAILED, SKIPPED = "completed", "failed", "skipped"
 CLAIMABLE = (DocumentStatus.PENDING, DocumentStatus.QUEUED, DocumentStatus.PROCESSING)
 MAX_ERROR_LENGTH = 2000
+#: Seconds a claim waits for a locked document row (PostgreSQL) before failing for a retry.
+CLAIM_LOCK_TIMEOUT = 10
 
 
 class DocumentRejected(Exception):
@@ -81,12 +86,16 @@ def describe(exc: BaseException) -> str:
     return text[:MAX_ERROR_LENGTH]
 
 
-def _lock(queryset, skip_locked: bool = False):
+def _lock(queryset):
     """``select_for_update`` where the database has it; SQLite's IMMEDIATE transactions lock instead."""
-    features = connections[queryset.db].features
-    if not features.has_select_for_update:
+    connection = connections[queryset.db]
+    if not connection.features.has_select_for_update:
         return queryset
-    return queryset.select_for_update(skip_locked=skip_locked and features.has_select_for_update_skip_locked)
+    if connection.vendor == "postgresql":
+        # A lock held longer than this is no claim in progress: fail, and the retry tries again.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{CLAIM_LOCK_TIMEOUT * 1000:.0f}ms"])
+    return queryset.select_for_update()
 
 
 def claim_token_for_this_run() -> str:
@@ -108,13 +117,11 @@ def claim_document(document_id: int) -> Claim | ProcessResult:
     token = claim_token_for_this_run()
     with transaction.atomic():
         row = (
-            _lock(Document.objects.filter(pk=document_id), skip_locked=True)
+            _lock(Document.objects.filter(pk=document_id))
             .values("status", "status_changed_at", "attempts", "claim_token")
             .first()
         )
         if row is None:
-            if Document.objects.filter(pk=document_id).exists():
-                return ProcessResult(document_id, SKIPPED, "being claimed by another worker (row locked)")
             return ProcessResult(document_id, SKIPPED, f"document {document_id} no longer exists")
         status, changed_at = row["status"], row["status_changed_at"]
         now = timezone.now()
