@@ -71,3 +71,11 @@ def kill_own_worker(key: str) -> None:
 @task(queue_name="low")
 def low_noop() -> None:
     """Never consumed in the tests: it stays on the low queue to be counted."""
+
+
+@task(queue_name="default", max_retries=0)
+def frozen_objects() -> int:
+    """How many objects the worker moved out of the collector's generations at boot."""
+    import gc
+
+    return gc.get_freeze_count()
