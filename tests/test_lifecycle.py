@@ -109,6 +109,18 @@ def test_enqueue_on_postgresql_prepares_its_insert_once():
         assert cursor.fetchone()[0] == 1  # one plan, reused by every enqueue after the fifth
 
 
+def test_job_records_have_no_pattern_index_on_the_id():
+    """Ids are looked up whole; migration 0003 drops the ``_like`` index Django adds on PostgreSQL."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the _like index is PostgreSQL's (this suite runs on both databases)")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'tasks_jobrecord'")
+        names = {row[0] for row in cursor.fetchall()}
+    assert "tasks_jobrecord_pkey" in names and not [name for name in names if name.endswith("_like")]
+
+
 def test_enqueue_inside_a_transaction_sends_on_commit(broker_redis, clean_queues):
     with transaction.atomic():
         message_id = enqueue(tasks.add, args=(1, 1))
