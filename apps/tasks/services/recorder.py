@@ -140,18 +140,26 @@ def _cached_sql(kind: str, connection, build) -> str:
     return sql
 
 
-def _insert_new_sql(connection) -> str:
-    """INSERT of a new record that, on PostgreSQL, also lets its own commit skip the fsync wait:
-    ``set_config(..., true)`` lasts to the end of the statement's implicit transaction."""
+def _insert_parts(connection) -> tuple[str, str]:
+    """``INSERT INTO <records> (<COLUMNS>)`` and the matching placeholders, shared by both statements."""
     from apps.tasks.models import JobRecord
 
     quote = connection.ops.quote_name
     columns = ", ".join(quote(column) for column in COLUMNS)
-    placeholders = ", ".join("%s::jsonb" if column in _JSON_COLUMNS else "%s" for column in COLUMNS)
+    # JSON arrives as text, serialised once; PostgreSQL is told it is jsonb.
+    json_placeholder = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+    placeholders = ", ".join(json_placeholder if column in _JSON_COLUMNS else "%s" for column in COLUMNS)
+    return f"INSERT INTO {quote(JobRecord._meta.db_table)} ({columns})", placeholders
+
+
+def _insert_new_sql(connection) -> str:
+    """INSERT of a new record (PostgreSQL) whose commit skips the fsync wait:
+    ``set_config(..., true)`` lasts to the end of the statement's implicit transaction."""
+    insert, placeholders = _insert_parts(connection)
     return (
-        f"INSERT INTO {quote(JobRecord._meta.db_table)} ({columns}) SELECT {placeholders} "  # noqa: S608 - model identifiers only
+        f"{insert} SELECT {placeholders} "  # noqa: S608 - model identifiers only
         "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit "
-        f"ON CONFLICT ({quote('message_id')}) DO NOTHING"
+        f"ON CONFLICT ({connection.ops.quote_name('message_id')}) DO NOTHING"
     )
 
 
@@ -171,12 +179,9 @@ def _upsert_sql(connection) -> str:
             updates.append(f"{name} = COALESCE(excluded.{name}, {table}.{name})")
         else:
             updates.append(f"{name} = excluded.{name}")
-    columns = ", ".join(quote(column) for column in COLUMNS)
-    # JSON arrives as text, serialised once; PostgreSQL is told it is jsonb.
-    json_placeholder = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
-    placeholders = ", ".join(json_placeholder if column in _JSON_COLUMNS else "%s" for column in COLUMNS)
+    insert, placeholders = _insert_parts(connection)
     return (
-        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - model identifiers only
+        f"{insert} VALUES ({placeholders}) "
         f"ON CONFLICT ({quote('message_id')}) DO UPDATE SET {', '.join(updates)} "
         f"WHERE excluded.{quote('updated_at')} >= {table}.{quote('updated_at')}"
     )
