@@ -109,12 +109,24 @@ def wait_for_record(job_id: str, *statuses: str, timeout: float = 90) -> JobReco
     return wait_for(reached, timeout=timeout, interval=0.05, message=f"job {job_id} to be {statuses}")
 
 
-def stream_events(broker_redis, job_id: str) -> list[dict[str, Any]]:
-    """The job's events from the lifecycle stream, in stream order, ``meta`` decoded."""
-    found = []
-    for _, fields in broker_redis.xrange(keys.events(dramatiq.get_broker().namespace)):
-        event = {key.decode(): value.decode() for key, value in fields.items()}
-        if event["job_id"] == job_id:
-            event["meta"] = json.loads(event["meta"])
-            found.append(event)
-    return found
+def stream_events(broker_redis, job_id: str, until: str | None = None) -> list[dict[str, Any]]:
+    """The job's events from the lifecycle stream, in stream order, ``meta`` decoded; with ``until``,
+    once an event of that name is among them (events are published just after the record commits,
+    so a finished record can be read a moment before its last event)."""
+
+    def read() -> list[dict[str, Any]]:
+        found = []
+        for _, fields in broker_redis.xrange(keys.events(dramatiq.get_broker().namespace)):
+            event = {key.decode(): value.decode() for key, value in fields.items()}
+            if event["job_id"] == job_id:
+                event["meta"] = json.loads(event["meta"])
+                found.append(event)
+        return found
+
+    if until is None:
+        return read()
+    return wait_for(
+        lambda: (events := read()) and any(event["event"] == until for event in events) and events,
+        timeout=30,
+        message=f"a {until!r} event for job {job_id}",
+    )

@@ -54,7 +54,7 @@ def test_reindex_completes_once_approved_and_approval_gates_the_final_step(worke
     assert approved_at < dropped_at
 
     # Lifecycle and progress in dramatiq's stream, marked as Temporal's.
-    stream = stream_events(broker_redis, job_id)
+    stream = stream_events(broker_redis, job_id, until="completed")
     assert {event["source"] for event in stream} == {"temporal"}
     names = [event["event"] for event in stream]
     assert names[:2] == ["enqueued", "started"] and names[-1] == "completed"
@@ -100,7 +100,7 @@ def test_cancel_during_indexing_restores_the_previous_chunks(worker, broker_redi
     # The very same chunks (ids, text, vectors) as before the reindex, and no backup left behind.
     assert chunks(ids) == before and all_completed(ids)
     assert backups(job_id) == 0
-    names = [event["event"] for event in stream_events(broker_redis, job_id)]
+    names = [event["event"] for event in stream_events(broker_redis, job_id, until="cancelled")]
     assert names.index("cancel_requested") < names.index("cancelled")
     restore = [event for event in history(job_id) if event["name"] == "reindex_restore_backups"]
     assert [event["type"] for event in restore] == ["ACTIVITY_TASK_SCHEDULED", "ACTIVITY_TASK_COMPLETED"]
