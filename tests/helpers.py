@@ -97,3 +97,31 @@ class WorkerProcess(ManagedProcess):
 
     def __init__(self, *args: str, log_path: Path, env: dict[str, str] | None = None) -> None:
         super().__init__("rundramatiq", *args, log_path=log_path, env=env)
+
+
+def stream_events(broker_redis, job_id: str, until: str | None = None) -> list[dict]:
+    """The job's lifecycle events in stream order, ``meta`` decoded; with ``until``, once an event of
+    that name is among them (events are published just after the record commits, so a finished
+    record can be read a moment before its last event)."""
+    import json
+
+    import dramatiq
+
+    from apps.tasks import keys
+
+    def read() -> list[dict]:
+        found = []
+        for _, fields in broker_redis.xrange(keys.events(dramatiq.get_broker().namespace)):
+            event = {key.decode(): value.decode() for key, value in fields.items()}
+            if event["job_id"] == job_id:
+                event["meta"] = json.loads(event["meta"])
+                found.append(event)
+        return found
+
+    if until is None:
+        return read()
+    return wait_for(
+        lambda: (events := read()) and any(event["event"] == until for event in events) and events,
+        timeout=30,
+        message=f"a {until!r} event for job {job_id}",
+    )

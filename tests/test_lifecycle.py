@@ -12,7 +12,7 @@ from django.db import transaction
 from apps.tasks import keys
 from apps.tasks.enqueue import enqueue
 from apps.tasks.models import JobRecord, JobStatus
-from tests.helpers import wait_for
+from tests.helpers import stream_events, wait_for
 from tests.testapp import tasks
 from tests.testapp.notifiers import notifications_key
 
@@ -42,18 +42,8 @@ def queued(broker_redis, message_id: str, queue: str = "default") -> bool:
     return message_id in message_ids_in(broker_redis, keys.queue_messages(dramatiq.get_broker().namespace, queue))
 
 
-def stream_events(broker_redis, job_id: str) -> list[str]:
-    entries = broker_redis.xrange(keys.events(dramatiq.get_broker().namespace))
-    return [fields[b"event"].decode() for _, fields in entries if fields[b"job_id"].decode() == job_id]
-
-
-def events_ending_with(broker_redis, job_id: str, last: str) -> list[str]:
-    """The job's events once ``last`` is among them: the recorder publishes a batch's events just
-    after committing its records, so a record can be seen a moment before its events."""
-    return wait_for(
-        lambda: (events := stream_events(broker_redis, job_id)) and events[-1] == last and events,
-        message=f"a {last!r} event for job {job_id}",
-    )
+def event_names(broker_redis, job_id: str, until: str | None = None) -> list[str]:
+    return [event["event"] for event in stream_events(broker_redis, job_id, until)]
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +69,7 @@ def test_enqueue_writes_the_record_before_sending(broker_redis, clean_queues):
         0,
     )
     assert queued(broker_redis, message_id)
-    assert stream_events(broker_redis, message_id) == ["enqueued"]
+    assert event_names(broker_redis, message_id) == ["enqueued"]
 
 
 def test_the_enqueue_insert_keeps_a_record_a_worker_wrote_first(clean_queues):
@@ -160,7 +150,7 @@ def test_completed_job_record(worker, broker_redis):
     assert job.started_at is not None and job.finished_at >= job.started_at >= job.enqueued_at
     assert job.duration_ms is not None
     assert job.error_type == ""
-    assert events_ending_with(broker_redis, message_id, "completed") == ["enqueued", "started", "completed"]
+    assert event_names(broker_redis, message_id, until="completed") == ["enqueued", "started", "completed"]
 
 
 def test_plain_send_is_recorded_too(worker):
@@ -179,7 +169,7 @@ def test_transient_errors_retry_with_growing_delays_and_complete(worker, broker_
     assert job.error_type == "apps.tasks.errors.TransientError"  # the last failure is kept
     assert "transient failure 2 of 2" in job.error_message
     assert "TransientError" in job.traceback
-    events = events_ending_with(broker_redis, message_id, "completed")
+    events = event_names(broker_redis, message_id, until="completed")
     assert events == [
         "enqueued",
         "started", "failed", "retrying",
@@ -209,7 +199,7 @@ def test_permanent_errors_go_to_dead_letter_after_one_attempt(worker, broker_red
     wait_for(lambda: message_id in message_ids_in(broker_redis, dead), message="the message in the dead letters")
     notifications = wait_for(lambda: broker_redis.lrange(notifications_key(), 0, -1))
     assert [json.loads(item)["message_id"] for item in notifications] == [message_id]
-    assert events_ending_with(broker_redis, message_id, "dead_letter")[-3:] == ["started", "failed", "dead_letter"]
+    assert event_names(broker_redis, message_id, until="dead_letter")[-3:] == ["started", "failed", "dead_letter"]
 
 
 def test_a_worker_freezes_what_it_loaded_at_boot(worker):

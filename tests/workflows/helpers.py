@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import dramatiq
-
-from apps.tasks import keys
 from apps.tasks.models import JobRecord
 from apps.workflows import client
 from tests.helpers import ManagedProcess, wait_for
@@ -107,26 +103,3 @@ def wait_for_record(job_id: str, *statuses: str, timeout: float = 90) -> JobReco
         return found if found is not None and found.status in statuses else None
 
     return wait_for(reached, timeout=timeout, interval=0.05, message=f"job {job_id} to be {statuses}")
-
-
-def stream_events(broker_redis, job_id: str, until: str | None = None) -> list[dict[str, Any]]:
-    """The job's events from the lifecycle stream, in stream order, ``meta`` decoded; with ``until``,
-    once an event of that name is among them (events are published just after the record commits,
-    so a finished record can be read a moment before its last event)."""
-
-    def read() -> list[dict[str, Any]]:
-        found = []
-        for _, fields in broker_redis.xrange(keys.events(dramatiq.get_broker().namespace)):
-            event = {key.decode(): value.decode() for key, value in fields.items()}
-            if event["job_id"] == job_id:
-                event["meta"] = json.loads(event["meta"])
-                found.append(event)
-        return found
-
-    if until is None:
-        return read()
-    return wait_for(
-        lambda: (events := read()) and any(event["event"] == until for event in events) and events,
-        timeout=30,
-        message=f"a {until!r} event for job {job_id}",
-    )

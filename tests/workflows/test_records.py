@@ -12,8 +12,7 @@ from apps.tasks.services import records
 from apps.tasks.services.recorder import Transition, event_fields, write_transitions
 from apps.workflows.lifecycle import WorkflowEvent
 from apps.workflows.records import CANCELLED_ERROR, apply_workflow_event, reconcile
-
-from .helpers import stream_events
+from tests.helpers import stream_events
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -9,10 +9,10 @@ from apps.tasks.models import JobBackend, JobStatus
 from apps.workflows import control
 from apps.workflows.models import DocumentBackup
 from apps.workflows.records import CANCELLED_ERROR
-from tests.helpers import wait_for
+from tests.helpers import stream_events, wait_for
 
 from .documents import all_completed, chunk_ids, chunks, indexed_documents, start_reindex
-from .helpers import history, query_progress, stream_events, wait_for_phase, wait_for_record, workflow_status
+from .helpers import history, query_progress, wait_for_phase, wait_for_record, workflow_status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 

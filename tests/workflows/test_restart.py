@@ -10,10 +10,10 @@ import pytest
 
 from apps.tasks.models import JobStatus
 from apps.workflows.models import DocumentBackup
-from tests.helpers import wait_for
+from tests.helpers import stream_events, wait_for
 
 from .documents import all_completed, chunk_ids, indexed_documents, start_reindex
-from .helpers import completed_activities, stream_events, wait_for_record
+from .helpers import completed_activities, wait_for_record
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 

@@ -12,10 +12,10 @@ from django.test import override_settings
 from apps.tasks.models import JobBackend, JobRecord, JobStatus
 from apps.tasks.services import records
 from apps.workflows.router import LONG_JOB_SECONDS, Job, JobRouter, RoutingError
-from tests.helpers import wait_for
+from tests.helpers import stream_events, wait_for
 from tests.testapp import tasks
 
-from .helpers import stream_events, wait_for_record, workflow_status
+from .helpers import wait_for_record, workflow_status
 
 db = pytest.mark.django_db(transaction=True)
 
