@@ -45,7 +45,9 @@ def broker_redis() -> Iterator[redis.Redis]:
 def _delete_queues(client: redis.Redis) -> None:
     """Delete queues, dead letters, events and test keys; keep what live workers own."""
     namespace = settings.TASK_CONFIG.dramatiq.redis_key_prefix
-    kept = (f"{namespace}:__heartbeats__", f"{namespace}:__acks__", f"{namespace}:tasks:workers")
+    kept = tuple(
+        f"{namespace}:{name}" for name in ("__heartbeats__", "__acks__", "__inbox", "__idle__", "tasks:workers")
+    )
     doomed = [key for key in client.scan_iter(match=f"{namespace}:*", count=1000) if not key.decode().startswith(kept)]
     for start in range(0, len(doomed), 500):
         client.delete(*doomed[start : start + 500])

@@ -38,20 +38,46 @@ return #ARGV - 3
 #: Tokens kept in a queue's wake-up list: at most this many idle consumers wake per burst.
 WAKE_TOKENS = 64
 
-# dramatiq's "enqueue" (message body, queue, heartbeat) plus our event and wake-up token, in one call.
-# KEYS: events stream, queue, queue msgs, heartbeats, wake list.
-# ARGV: redis id, data, now, broker id, wake tokens, then (max length, 8 event values) or 0 for no event.
+# dramatiq's "enqueue" (message body, queue, heartbeat) plus our event, in one call. The message goes
+# straight to an idle consumer when one is waiting (registered by _WAIT_IDLE, not past its deadline):
+# into that broker's acks set, as dramatiq's fetch would put it, and onto its inbox, which the
+# consumer is blocked on, so it starts without a fetch round-trip. Otherwise it is queued and a
+# token on the wake-up list wakes an idle consumer to fetch it.
+# KEYS: events stream, queue, queue msgs, heartbeats, wake list, idle consumers.
+# ARGV: redis id, data, now, broker id, wake tokens, namespace, queue name,
+#       then (max length, 8 event values) or 0 for no event.
 _ENQUEUE_READY = """
-if #ARGV > 6 then
-    redis.call("xadd", KEYS[1], "MAXLEN", "~", ARGV[6], "*",
-        "id", ARGV[7], "source", ARGV[8], "event", ARGV[9], "job_id", ARGV[10],
-        "queue", ARGV[11], "actor", ARGV[12], "meta", ARGV[13], "timestamp", ARGV[14])
+if #ARGV > 8 then
+    redis.call("xadd", KEYS[1], "MAXLEN", "~", ARGV[8], "*",
+        "id", ARGV[9], "source", ARGV[10], "event", ARGV[11], "job_id", ARGV[12],
+        "queue", ARGV[13], "actor", ARGV[14], "meta", ARGV[15], "timestamp", ARGV[16])
 end
 redis.call("zadd", KEYS[4], ARGV[3], ARGV[4])
 redis.call("hset", KEYS[3], ARGV[1], ARGV[2])
+local clock = redis.call("time")
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+while true do
+    local waiter = redis.call("zpopmin", KEYS[6])
+    if #waiter == 0 then break end
+    if tonumber(waiter[2]) > now_ms then
+        redis.call("sadd", ARGV[6] .. ":__acks__." .. waiter[1] .. "." .. ARGV[7], ARGV[1])
+        redis.call("rpush", ARGV[6] .. ":__inbox__." .. waiter[1] .. "." .. ARGV[7], ARGV[2])
+        return 2
+    end
+end
 redis.call("rpush", KEYS[2], ARGV[1])
 redis.call("lpush", KEYS[5], 1)
 redis.call("ltrim", KEYS[5], 0, tonumber(ARGV[5]) - 1)
+return 1
+"""
+
+# An idle consumer offers to take the next message directly until ARGV[2] ms from now (Redis
+# clock): the time its blocking pop lasts. KEYS: idle consumers, inboxes. ARGV: broker id, ms, inbox.
+_WAIT_IDLE = """
+local clock = redis.call("time")
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call("zadd", KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
+redis.call("sadd", KEYS[2], ARGV[3])
 return 1
 """
 
@@ -118,22 +144,51 @@ class RecordedAckConsumer(_RedisConsumer):
     def nack(self, message) -> None:
         self._settle(message, "nack")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Whether this consumer may still be registered as idle, or have a message in its inbox:
+        # true at first, in case an earlier consumer of this process and queue left one there.
+        self.maybe_registered = True
+
     def __next__(self):
-        """dramatiq's fetch, except that an idle consumer blocks on its queue's wake-up list
-        (BLPOP, up to the idle timeout) instead of sleeping: an enqueue pushes a token there in
-        the same round-trip as the message, so an idle worker picks a message up at once rather
-        than after a poll back-off of up to a second."""
+        """dramatiq's fetch, except for an idle consumer: instead of sleeping, it registers as
+        idle and blocks (up to the idle timeout) on its inbox and the queue's wake-up list. An
+        enqueue hands the message straight to a registered consumer's inbox, or else pushes a
+        token to the wake-up list, so an idle worker starts a message at once rather than after
+        a poll back-off of up to a second."""
         if self.queue_name.endswith(".DQ") or self.message_cache:
             return super().__next__()
         try:
             if self.outstanding_message_count < self.prefetch:
-                self.message_cache = self.broker.do_fetch(
-                    self.queue_name, self.prefetch - self.outstanding_message_count
-                )
+                count = self.prefetch - self.outstanding_message_count
+                if self.maybe_registered:
+                    self.message_cache = self.broker.fetch_and_leave_idle(self.queue_name, count)
+                    self.maybe_registered = False
+                else:
+                    self.message_cache = self.broker.do_fetch(self.queue_name, count)
                 if not self.message_cache:
-                    self.broker.client.blpop([self.broker.wake_key(self.queue_name)], timeout=self.timeout / 1000)
-                    return None
+                    handed = self.broker.wait_idle(self.queue_name, self.timeout)
+                    self.maybe_registered = handed is None
+                    if handed is None:
+                        return None
+                    self.message_cache = [handed]
             return super().__next__()
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None
+
+    def close(self) -> None:
+        """Leave the idle set and put back on the queue the messages fetched or handed over but
+        not started (dramatiq would leave them in the acks set until a heartbeat timeout)."""
+        if self.queue_name.endswith(".DQ"):
+            return
+        try:
+            if self.maybe_registered:
+                self.message_cache.extend(self.broker.fetch_and_leave_idle(self.queue_name, 0))
+                self.maybe_registered = False
+            redis_ids = [Message.decode(data).options["redis_message_id"] for data in self.message_cache]
+            if redis_ids:
+                self.broker.do_requeue(self.queue_name, *redis_ids)
+            self.message_cache = []
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None
 
@@ -162,6 +217,61 @@ class RedisBroker(DramatiqRedisBroker):
     def wake_key(self, queue_name: str) -> str:
         """The list idle consumers of ``queue_name`` block on (keys.wake)."""
         return keys.wake(self.namespace, queue_name)
+
+    def wait_idle(self, queue_name: str, timeout_ms: int) -> bytes | None:
+        """Register this process's consumer of ``queue_name`` as idle and block up to ``timeout_ms``
+        on its inbox and the queue's wake-up list, in one round-trip. Returns a message handed
+        over (already in this process's acks set), or None (woken by a token, or timed out)."""
+        namespace, inbox = self.namespace, keys.inbox(self.namespace, self.broker_id, queue_name)
+        pipeline = self.client.pipeline(transaction=False)
+        pipeline.evalsha(
+            self._sha(_WAIT_IDLE), 2, keys.idle_consumers(namespace, queue_name), keys.inboxes(namespace),
+            self.broker_id, int(timeout_ms), inbox,
+        )  # fmt: skip
+        pipeline.blpop([inbox, self.wake_key(queue_name)], timeout=timeout_ms / 1000)
+        registered, popped = pipeline.execute(raise_on_error=False)
+        if isinstance(popped, Exception):
+            raise popped
+        if isinstance(registered, redis.exceptions.NoScriptError):
+            self._script_shas.clear()  # Redis restarted: loaded again on the next wait (this one still waited)
+        elif isinstance(registered, Exception):
+            raise registered
+        if popped is not None and popped[0].decode() == inbox:
+            return popped[1]
+        return None
+
+    def fetch_and_leave_idle(self, queue_name: str, count: int) -> list[bytes]:
+        """Leave the idle set, take what was handed over meanwhile, then dramatiq's fetch of up to
+        ``count`` more (none for 0), in one round-trip and in that order: nothing is handed over
+        once the idle entry is gone, and nothing handed over before is left in the inbox."""
+        pipeline = self.client.pipeline(transaction=False)
+        pipeline.zrem(keys.idle_consumers(self.namespace, queue_name), self.broker_id)
+        pipeline.lpop(keys.inbox(self.namespace, self.broker_id, queue_name), 100)
+        if count > 0:
+            fetch_args = self._dispatch_args("fetch", queue_name, count)
+            pipeline.evalsha(self.scripts["dispatch"].sha, 1, self.namespace, *fetch_args)
+        results = pipeline.execute(raise_on_error=False)
+        for result in results[:2]:
+            if isinstance(result, Exception):
+                raise result
+        handed = list(results[1] or [])
+        if count > 0:
+            fetched = results[2]
+            if isinstance(fetched, redis.exceptions.NoScriptError):  # Redis restarted: load it again
+                fetched = self.do_fetch(queue_name, count)
+            elif isinstance(fetched, Exception):
+                if handed:  # they are in this process's acks set: put them back before failing
+                    self.do_requeue(queue_name, *[Message.decode(data).options["redis_message_id"] for data in handed])
+                raise fetched
+            handed.extend(fetched)
+        return handed
+
+    def _dispatch_args(self, command: str, queue_name: str, *args: Any) -> list[Any]:
+        """The arguments of dramatiq's dispatch script for ``command`` (as its ``do_*`` methods pass them)."""
+        return [
+            command, current_millis(), queue_name, self.broker_id, self.heartbeat_timeout, self.dead_message_ttl,
+            self._should_do_maintenance(command), self._max_unpack_size(), *args,
+        ]  # fmt: skip
 
     def _sha(self, script: str) -> str:
         """The SHA of one of our Lua scripts, loaded into Redis once per broker."""
@@ -220,10 +330,7 @@ class RedisBroker(DramatiqRedisBroker):
                     redis_id, message.encode(), priority, now, self.broker_id,
                 )  # fmt: skip
             else:
-                dispatch_args = [
-                    "enqueue", now, queue_name, self.broker_id, self.heartbeat_timeout, self.dead_message_ttl,
-                    self._should_do_maintenance("enqueue"), self._max_unpack_size(), redis_id, message.encode(),
-                ]  # fmt: skip
+                dispatch_args = self._dispatch_args("enqueue", queue_name, redis_id, message.encode())
                 pipeline.evalsha(self.scripts["dispatch"].sha, 1, self.namespace, *dispatch_args)
             if delay is None:  # wake an idle consumer; a few tokens are enough to wake them all
                 pipeline.lpush(self.wake_key(queue_name), 1)
@@ -240,14 +347,17 @@ class RedisBroker(DramatiqRedisBroker):
         return message
 
     def _enqueue_ready(self, queue_name: str, redis_id: str, data: bytes, now: int, event: dict | None) -> None:
-        """The common case in one script call: event (if any), message, heartbeat, wake-up token."""
+        """The common case in one script call: event (if any), message, heartbeat, and either the
+        hand-over to an idle consumer or the queue and a wake-up token."""
         from apps.tasks.config import get_task_config
 
         values = self._event_values([event], get_task_config().events_max_length) if event else [0]
-        queue = f"{self.namespace}:{queue_name}"
-        script_keys = [f"{self.namespace}:tasks:events", queue, f"{queue}.msgs", f"{self.namespace}:__heartbeats__"]
-        script_keys.append(self.wake_key(queue_name))
-        arguments = [redis_id, data, now, self.broker_id, WAKE_TOKENS, *values]
+        queue = keys.queue(self.namespace, queue_name)
+        script_keys = [
+            keys.events(self.namespace), queue, f"{queue}.msgs", keys.heartbeats(self.namespace),
+            self.wake_key(queue_name), keys.idle_consumers(self.namespace, queue_name),
+        ]  # fmt: skip
+        arguments = [redis_id, data, now, self.broker_id, WAKE_TOKENS, self.namespace, queue_name, *values]
         try:
             self.client.evalsha(self._sha(_ENQUEUE_READY), len(script_keys), *script_keys, *arguments)
         except redis.exceptions.NoScriptError:  # Redis restarted: load again

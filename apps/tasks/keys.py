@@ -80,3 +80,20 @@ def minute_counts(namespace: str, minute: int) -> str:
 def wake(namespace: str, queue_name: str) -> str:
     """List an idle consumer of the queue blocks on; each enqueue pushes a token (broker.RedisBroker)."""
     return f"{namespace}:{queue_name}.wake"
+
+
+def idle_consumers(namespace: str, queue_name: str) -> str:
+    """Sorted set: broker id → until when (Redis clock, ms) its consumer of the queue waits, idle,
+    for a message handed straight to its inbox (broker.RedisBroker)."""
+    return f"{namespace}:__idle__.{queue_name}"
+
+
+def inbox(namespace: str, broker_id: str, queue_name: str) -> str:
+    """List of encoded messages handed to one broker process's idle consumer of a queue; each is
+    already in that process's acks set."""
+    return f"{namespace}:__inbox__.{broker_id}.{queue_name}"
+
+
+def inboxes(namespace: str) -> str:
+    """Set of every inbox key, so that recovery can delete those of dead broker processes."""
+    return f"{namespace}:__inboxes__"

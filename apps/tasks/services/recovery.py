@@ -124,6 +124,24 @@ def _account_dead_processes(broker: dramatiq.Broker, report: RecoveryReport) -> 
         logger.warning("Worker process %d died while running %d message(s).", dead.pid, len(dead.running))
 
 
+def _drop_dead_inboxes(broker: dramatiq.Broker) -> int:
+    """Delete the inboxes of broker processes past their heartbeat timeout. A message handed to one
+    is also in that process's acks set, which maintenance puts back on the queue."""
+    client = get_redis()
+    index = keys.inboxes(broker.namespace)
+    inboxes = [key.decode() for key in client.smembers(index)]
+    if not inboxes:
+        return 0
+    prefix = f"{broker.namespace}:__inbox__."  # keys.inbox: <prefix><broker id>.<queue>
+    broker_ids = [key[len(prefix) :].split(".", 1)[0] for key in inboxes]
+    beats = client.zmscore(keys.heartbeats(broker.namespace), broker_ids)
+    since_ms = time.time() * 1000 - broker.heartbeat_timeout
+    dead = [key for key, beat in zip(inboxes, beats, strict=True) if beat is None or beat < since_ms]
+    if dead:
+        client.pipeline(transaction=False).delete(*dead).srem(index, *dead).execute()
+    return len(dead)
+
+
 def recover_dead_workers(broker: dramatiq.Broker) -> RecoveryReport:
     """Account for dead processes on this host (poison messages), drop dead workers from the
     registry, then run dramatiq's maintenance on each configured queue if any broker process is
@@ -139,4 +157,5 @@ def recover_dead_workers(broker: dramatiq.Broker) -> RecoveryReport:
             for name in (queue, dq_name(queue)):
                 broker.run_maintenance(name)
                 report.maintained_queues.append(name)
+    _drop_dead_inboxes(broker)
     return report
