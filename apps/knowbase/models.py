@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 #: Fields whose change means the document must be processed again.
 SOURCE_FIELDS = frozenset({"content", "file"})
 #: Fields a save resets when the source changed.
-RESET_FIELDS = frozenset({"content_hash", "status", "status_changed_at", "error", "attempts", "claim_token"})
+RESET_FIELDS = frozenset(
+    {"content_hash", "status", "status_changed_at", "queued_at", "error", "attempts", "claim_token"}
+)
 #: Fields only the processor writes: a save of an existing document leaves them alone unless the source
 #: changed, so an instance loaded before processing finished cannot overwrite the outcome.
 PROCESSOR_FIELDS = RESET_FIELDS | {
@@ -25,14 +27,13 @@ PROCESSOR_FIELDS = RESET_FIELDS | {
     "embedder",
     "source_format",
     "source_encoding",
-    "queued_at",
     "processed_at",
 }
 
 
 class DocumentStatus(models.TextChoices):
-    PENDING = "pending", "Pending"  # saved; not handed to the broker yet (or the broker refused it)
-    QUEUED = "queued", "Queued"  # a message is on the knowledge queue
+    PENDING = "pending", "Pending"  # not handed to the broker: it refused, or reprocessing was asked
+    QUEUED = "queued", "Queued"  # a message is on the knowledge queue (or is sent when the save commits)
     PROCESSING = "processing", "Processing"  # claimed by a worker
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
@@ -91,12 +92,14 @@ class Document(models.Model):
         return self.title
 
     def save(self, *args, **kwargs) -> None:
-        """Validate and hash the source; a new document or a changed source goes back to pending.
+        """Validate and hash the source; a new document or a changed source is saved as queued.
 
         The post_save handler (``signals.py``) sends it to the knowledge queue once the transaction
-        commits. Saving an existing document writes the processing fields (``PROCESSOR_FIELDS``)
-        only when the source changed. Workers never call this: they write with ``QuerySet.update``,
-        so they cannot trigger themselves.
+        commits; if the broker refuses, the document goes back to pending with the reason (and a
+        crash before the send leaves it queued: the sweeper sends stale queued documents again).
+        Marking it in the same write spares a second durable write per document. Saving an existing
+        document writes the processing fields (``PROCESSOR_FIELDS``) only when the source changed.
+        Workers never call this: they write with ``QuerySet.update``, so they cannot trigger themselves.
         """
         update_fields = kwargs.get("update_fields")
         self.needs_processing = False
@@ -105,8 +108,8 @@ class Document(models.Model):
             new_hash = self.compute_content_hash()
             if self._state.adding or new_hash != self._loaded_hash:
                 self.content_hash = new_hash
-                self.status = DocumentStatus.PENDING
-                self.status_changed_at = timezone.now()
+                self.status = DocumentStatus.QUEUED
+                self.status_changed_at = self.queued_at = timezone.now()
                 self.error = ""
                 self.attempts = 0
                 self.claim_token = ""

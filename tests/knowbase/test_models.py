@@ -11,7 +11,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from apps.knowbase.models import Document, DocumentStatus
 from apps.knowbase.services.processing import process_document
@@ -24,9 +25,14 @@ MIB = 1024 * 1024
 
 @pytest.mark.django_db(transaction=True)
 def test_one_create_sends_exactly_one_message_and_processing_sends_none(broker_redis, clean_queues):
-    document = Document.objects.create(title="Queues", content="Redis keeps the queue of messages.")
+    with CaptureQueriesContext(connection) as queries:
+        document = Document.objects.create(title="Queues", content="Redis keeps the queue of messages.")
+    # Saved as queued in its one write: no second (durable) write once the message is sent.
+    assert [query["sql"].split()[0] for query in queries.captured_queries if "knowbase_document" in query["sql"]] == [
+        "INSERT"
+    ]
     document.refresh_from_db()
-    assert document.status == DocumentStatus.QUEUED
+    assert document.status == DocumentStatus.QUEUED and document.queued_at == document.status_changed_at
     assert document.content_hash == hashlib.sha256(b"Redis keeps the queue of messages.").hexdigest()
     assert messages_for(broker_redis, document.pk) == 1
     assert [record.status for record in job_records_for(document.pk)] == [JobStatus.PENDING]
@@ -67,7 +73,7 @@ def test_the_message_is_sent_on_commit_and_never_for_a_rollback(broker_redis, cl
     with transaction.atomic():
         document = Document.objects.create(title="Later", content="sent at commit")
         assert messages_for(broker_redis, document.pk) == 0
-        assert Document.objects.get(pk=document.pk).status == DocumentStatus.PENDING
+        assert Document.objects.get(pk=document.pk).status == DocumentStatus.QUEUED  # the message follows the commit
     assert messages_for(broker_redis, document.pk) == 1
 
     with pytest.raises(RuntimeError), transaction.atomic():

@@ -147,7 +147,7 @@ def test_a_change_during_processing_wins_over_the_stale_result(monkeypatch):
     result = process_document(document.pk)
     assert result.outcome == "skipped" and result.reason.startswith("superseded")
     document.refresh_from_db()
-    assert (document.status, document.chunk_count) == (DocumentStatus.PENDING, 0)
+    assert (document.status, document.chunk_count) == (DocumentStatus.QUEUED, 0)  # the change's own message
     monkeypatch.undo()
     assert process_document(document.pk).outcome == "completed"
     assert document.chunks.get().text == "new text"

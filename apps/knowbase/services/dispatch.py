@@ -1,8 +1,10 @@
 """Hand documents to the knowledge queue without ever failing the save that asked for it.
 
-The document row is the outbox: it is committed as ``pending`` first, and only after the commit is
-a message sent. On success the document becomes ``queued``; when Redis is unreachable it stays
-``pending`` with the reason in ``error``, and ``services.sweeper`` sends it again later.
+The document row is the outbox: it is committed first, and only after the commit is a message sent.
+A saved document is committed as ``queued`` already (``Document.save``); one sent again (sweeper,
+reprocessing) is ``pending`` and becomes ``queued`` once sent. When Redis is unreachable the
+document is, or goes back to, ``pending`` with the reason in ``error``, and ``services.sweeper``
+sends it again later.
 """
 
 from __future__ import annotations
@@ -19,25 +21,35 @@ from apps.knowbase.models import Document, DocumentStatus
 logger = logging.getLogger(__name__)
 
 
-def send_processing(document_id: int, using: str = "default") -> bool | None:
+def send_processing(document_id: int, using: str = "default", marked_queued: bool = False) -> bool | None:
     """Enqueue ``process_document_async(document_id)`` now; inside a transaction, when it commits.
 
-    Returns True when sent, False when the broker refused (the document stays pending with the
-    reason), None when deferred to the commit. Never raises for a broker failure.
+    Returns True when sent, False when the broker refused (the document is left, or put back,
+    pending with the reason), None when deferred to the commit. Never raises for a broker failure.
+    ``marked_queued``: the document was saved as queued already, so success writes nothing.
     """
     from apps.knowbase.tasks import process_document_async
     from apps.tasks.enqueue import EnqueueError, enqueue
 
     if transaction.get_connection(using).in_atomic_block:
-        transaction.on_commit(partial(send_processing, document_id, using), using=using, robust=True)
+        callback = partial(send_processing, document_id, using, marked_queued)
+        transaction.on_commit(callback, using=using, robust=True)
         return None
     documents = Document.objects.using(using)
     try:
         enqueue(process_document_async, args=(document_id,), using=using)
     except EnqueueError as exc:
         logger.error("Document %s stays pending; the sweeper will send it again: %s", document_id, exc)
-        documents.filter(pk=document_id, status=DocumentStatus.PENDING).update(error=f"not queued yet: {exc}")
+        error = f"not queued yet: {exc}"
+        if marked_queued:  # unless a worker or a sweeper took it meanwhile
+            documents.filter(pk=document_id, status=DocumentStatus.QUEUED).update(
+                status=DocumentStatus.PENDING, status_changed_at=timezone.now(), queued_at=None, error=error
+            )
+        else:
+            documents.filter(pk=document_id, status=DocumentStatus.PENDING).update(error=error)
         return False
+    if marked_queued:
+        return True
     now = timezone.now()
     documents.filter(pk=document_id, status=DocumentStatus.PENDING).update(
         status=DocumentStatus.QUEUED, status_changed_at=now, queued_at=now, error=""
@@ -46,8 +58,9 @@ def send_processing(document_id: int, using: str = "default") -> bool | None:
 
 
 def schedule_processing(document_id: int, using: str = "default") -> None:
-    """Send once the current transaction commits (at once in autocommit); errors are logged, not raised."""
-    transaction.on_commit(partial(send_processing, document_id, using), using=using, robust=True)
+    """Send a document saved as queued once the current transaction commits (at once in autocommit);
+    errors are logged and recorded on the document, not raised."""
+    transaction.on_commit(partial(send_processing, document_id, using, True), using=using, robust=True)
 
 
 def request_reprocessing(document_ids: Iterable[int], using: str = "default") -> tuple[int, int]:
