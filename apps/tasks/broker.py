@@ -10,7 +10,7 @@ import redis
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker as DramatiqRedisBroker
 from dramatiq.brokers.redis import _RedisConsumer
-from dramatiq.common import current_millis, dq_name, q_name, xq_name
+from dramatiq.common import current_millis, dq_name, q_name
 from dramatiq.errors import ConnectionClosed
 
 from apps.tasks import keys
@@ -288,7 +288,7 @@ class RedisBroker(DramatiqRedisBroker):
 
     def publish_events(self, events: list[dict[str, str]], max_length: int) -> None:
         """Append lifecycle events to the namespace's capped stream, in order, in one call."""
-        stream = f"{self.namespace}:tasks:events"  # keys.events()
+        stream = keys.events(self.namespace)
         for start in range(0, len(events), _EVENTS_PER_CALL):
             values = self._event_values(events[start : start + _EVENTS_PER_CALL], max_length)
             try:
@@ -322,11 +322,15 @@ class RedisBroker(DramatiqRedisBroker):
             pipeline = self.client.pipeline(transaction=False)
             if event is not None:
                 values = self._event_values([event], get_task_config().events_max_length)
-                pipeline.evalsha(self._sha(_XADD_MANY), 1, f"{self.namespace}:tasks:events", *values)
+                pipeline.evalsha(self._sha(_XADD_MANY), 1, keys.events(self.namespace), *values)
             if priority > 0 and delay is None:
-                queue_keys = [f"{self.namespace}:{queue_name}{suffix}" for suffix in ("", ".msgs", ".prio")]
+                queue_keys = [
+                    keys.queue(self.namespace, queue_name),
+                    keys.queue_messages(self.namespace, queue_name),
+                    keys.queue_priorities(self.namespace, queue_name),
+                ]
                 pipeline.evalsha(
-                    self._sha(_ENQUEUE_BY_PRIORITY), 4, *queue_keys, f"{self.namespace}:__heartbeats__",
+                    self._sha(_ENQUEUE_BY_PRIORITY), 4, *queue_keys, keys.heartbeats(self.namespace),
                     redis_id, message.encode(), priority, now, self.broker_id,
                 )  # fmt: skip
             else:
@@ -352,12 +356,12 @@ class RedisBroker(DramatiqRedisBroker):
         from apps.tasks.config import get_task_config
 
         values = self._event_values([event], get_task_config().events_max_length) if event else [0]
-        queue = keys.queue(self.namespace, queue_name)
+        namespace = self.namespace
         script_keys = [
-            keys.events(self.namespace), queue, f"{queue}.msgs", keys.heartbeats(self.namespace),
-            self.wake_key(queue_name), keys.idle_consumers(self.namespace, queue_name),
+            keys.events(namespace), keys.queue(namespace, queue_name), keys.queue_messages(namespace, queue_name),
+            keys.heartbeats(namespace), self.wake_key(queue_name), keys.idle_consumers(namespace, queue_name),
         ]  # fmt: skip
-        arguments = [redis_id, data, now, self.broker_id, WAKE_TOKENS, self.namespace, queue_name, *values]
+        arguments = [redis_id, data, now, self.broker_id, WAKE_TOKENS, namespace, queue_name, *values]
         try:
             self.client.evalsha(self._sha(_ENQUEUE_READY), len(script_keys), *script_keys, *arguments)
         except redis.exceptions.NoScriptError:  # Redis restarted: load again
@@ -371,12 +375,12 @@ class RedisBroker(DramatiqRedisBroker):
         canonical = q_name(queue_name)
         self._settle_script(
             keys=[
-                f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}",
-                f"{self.namespace}:{queue_name}.msgs",
-                f"{self.namespace}:{xq_name(canonical)}",
-                f"{self.namespace}:{xq_name(canonical)}.msgs",
-                f"{self.namespace}:__heartbeats__",
-                f"{self.namespace}:{queue_name}.prio",
+                keys.acks(self.namespace, self.broker_id, queue_name),
+                keys.queue_messages(self.namespace, queue_name),
+                keys.dead_letters(self.namespace, canonical),
+                keys.dead_letter_messages(self.namespace, canonical),
+                keys.heartbeats(self.namespace),
+                keys.queue_priorities(self.namespace, queue_name),
             ],
             args=[command, current_millis(), self.broker_id, *redis_message_ids],
         )

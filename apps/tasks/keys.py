@@ -18,6 +18,11 @@ def queue_messages(namespace: str, queue_name: str) -> str:
     return f"{namespace}:{queue_name}.msgs"
 
 
+def queue_priorities(namespace: str, queue_name: str) -> str:
+    """Hash: Redis message id → priority, for messages sent with a ``queue_priority`` (broker.RedisBroker)."""
+    return f"{namespace}:{queue_name}.prio"
+
+
 def delay_queue(namespace: str, queue_name: str) -> str:
     return f"{namespace}:{dq_name(queue_name)}"
 
