@@ -168,3 +168,49 @@ def test_recovery_deletes_only_dead_inboxes(queue_name, broker_redis, settings):
         broker_redis.zrem(keys.heartbeats(namespace), "live-broker", "dead-broker")
         broker_redis.srem(keys.inboxes(namespace), live, dead)
         broker_redis.delete(live, dead)
+
+
+def test_a_message_handed_over_by_a_leftover_registration_is_not_stranded_behind_a_busy_queue(queue_name, broker_redis):
+    worker_broker, web_broker = process_broker(), process_broker()
+    consumer = worker_broker.consume(queue_name, prefetch=4, timeout=5_000)
+    received = []
+    thread = threading.Thread(target=lambda: received.append(next(consumer)))
+    thread.start()
+    wait_for(lambda: worker_broker.broker_id in idle_members(queue_name), message="the consumer to register as idle")
+    first = web_broker.enqueue(message(queue_name))
+    thread.join(timeout=5)
+    assert [proxy.message_id for proxy in received] == [first.message_id]
+    # A registration still live (e.g. left by a wait redis-py retried after a dropped connection)
+    # takes one more hand-over; meanwhile the queue itself has work, so the consumer keeps fetching.
+    namespace = worker_broker.namespace
+    broker_redis.zadd(keys.idle_consumers(namespace, queue_name), {worker_broker.broker_id: 2**50})
+    handed = web_broker.enqueue(message(queue_name))
+    queued = web_broker.enqueue(message(queue_name))
+    assert broker_redis.llen(keys.inbox(namespace, worker_broker.broker_id, queue_name)) == 1
+
+    assert {next(consumer).message_id, next(consumer).message_id} == {handed.message_id, queued.message_id}
+    assert broker_redis.llen(keys.inbox(namespace, worker_broker.broker_id, queue_name)) == 0
+    assert idle_members(queue_name) == []
+
+
+def test_close_requeues_what_it_holds_and_skips_entries_it_cannot_decode(queue_name, broker_redis, caplog):
+    worker_broker, web_broker = process_broker(), process_broker()
+    sent = [web_broker.enqueue(message(queue_name)) for _ in range(2)]
+    consumer = worker_broker.consume(queue_name, prefetch=2, timeout=100)
+    assert next(consumer).message_id == sent[0].message_id  # the second one waits in the cache
+    consumer.message_cache[:0] = [None, b"\xff not a message"]
+
+    consumer.close()
+
+    namespace, redis_id = worker_broker.namespace, sent[1].options["redis_message_id"].encode()
+    assert broker_redis.lrange(keys.queue(namespace, queue_name), 0, -1) == [redis_id]
+    assert not broker_redis.sismember(keys.acks(namespace, worker_broker.broker_id, queue_name), redis_id)
+    assert "undecodable entry" in caplog.text and "not a message" not in caplog.text
+
+
+def test_an_enqueue_run_twice_by_a_client_retry_queues_the_message_once(queue_name, broker_redis):
+    web_broker = process_broker()
+    data = message(queue_name).copy(options={"redis_message_id": "retried"}).encode()
+    for _ in range(2):  # what redis-py does when the reply to the first call timed out
+        web_broker._enqueue_ready(queue_name, "retried", data, int(time.time() * 1000), None)
+    assert broker_redis.lrange(keys.queue(web_broker.namespace, queue_name), 0, -1) == [b"retried"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import uuid4
 
@@ -14,6 +15,8 @@ from dramatiq.common import current_millis, dq_name, q_name
 from dramatiq.errors import ConnectionClosed
 
 from apps.tasks import keys
+
+logger = logging.getLogger(__name__)
 
 # dramatiq's dispatch.lua "ack" and "nack" commands, for many messages of one queue at once.
 _SETTLE_MANY = """
@@ -47,13 +50,15 @@ WAKE_TOKENS = 64
 # ARGV: redis id, data, now, broker id, wake tokens, namespace, queue name,
 #       then (max length, 8 event values) or 0 for no event.
 _ENQUEUE_READY = """
+if redis.call("hsetnx", KEYS[3], ARGV[1], ARGV[2]) == 0 then
+    return 0  -- a retry of a call that went through (redis-py retries on a timeout): nothing twice
+end
 if #ARGV > 8 then
     redis.call("xadd", KEYS[1], "MAXLEN", "~", ARGV[8], "*",
         "id", ARGV[9], "source", ARGV[10], "event", ARGV[11], "job_id", ARGV[12],
         "queue", ARGV[13], "actor", ARGV[14], "meta", ARGV[15], "timestamp", ARGV[16])
 end
 redis.call("zadd", KEYS[4], ARGV[3], ARGV[4])
-redis.call("hset", KEYS[3], ARGV[1], ARGV[2])
 local clock = redis.call("time")
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 while true do
@@ -69,6 +74,15 @@ redis.call("rpush", KEYS[2], ARGV[1])
 redis.call("lpush", KEYS[5], 1)
 redis.call("ltrim", KEYS[5], 0, tonumber(ARGV[5]) - 1)
 return 1
+"""
+
+# A consumer leaves the idle set and takes whatever was handed to its inbox meanwhile (Redis 5+:
+# no LPOP count). KEYS: idle consumers, inbox. ARGV: broker id.
+_LEAVE_IDLE = """
+redis.call("zrem", KEYS[1], ARGV[1])
+local handed = redis.call("lrange", KEYS[2], 0, -1)
+redis.call("del", KEYS[2])
+return handed
 """
 
 # An idle consumer offers to take the next message directly until ARGV[2] ms from now (Redis
@@ -167,8 +181,10 @@ class RecordedAckConsumer(_RedisConsumer):
                 else:
                     self.message_cache = self.broker.do_fetch(self.queue_name, count)
                 if not self.message_cache:
+                    # Registered until the next fetch_and_leave_idle, whatever happens: a hand-over
+                    # may come from this wait's registration or from one left by a retried wait.
+                    self.maybe_registered = True
                     handed = self.broker.wait_idle(self.queue_name, self.timeout)
-                    self.maybe_registered = handed is None
                     if handed is None:
                         return None
                     self.message_cache = [handed]
@@ -185,10 +201,8 @@ class RecordedAckConsumer(_RedisConsumer):
             if self.maybe_registered:
                 self.message_cache.extend(self.broker.fetch_and_leave_idle(self.queue_name, 0))
                 self.maybe_registered = False
-            redis_ids = [Message.decode(data).options["redis_message_id"] for data in self.message_cache]
-            if redis_ids:
-                self.broker.do_requeue(self.queue_name, *redis_ids)
-            self.message_cache = []
+            cached, self.message_cache = self.message_cache, []
+            self.broker.requeue_encoded(self.queue_name, cached)
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None
 
@@ -241,30 +255,55 @@ class RedisBroker(DramatiqRedisBroker):
         return None
 
     def fetch_and_leave_idle(self, queue_name: str, count: int) -> list[bytes]:
-        """Leave the idle set, take what was handed over meanwhile, then dramatiq's fetch of up to
-        ``count`` more (none for 0), in one round-trip and in that order: nothing is handed over
-        once the idle entry is gone, and nothing handed over before is left in the inbox."""
+        """Leave the idle set and take what was handed over meanwhile, then dramatiq's fetch of up
+        to ``count`` more (none for 0), in one round-trip and in that order: nothing is handed over
+        once the idle entry is gone, and nothing handed over before is left in the inbox. If either
+        part fails, what the other part took (already in this process's acks set) is put back."""
+        leave_keys = [
+            keys.idle_consumers(self.namespace, queue_name),
+            keys.inbox(self.namespace, self.broker_id, queue_name),
+        ]
         pipeline = self.client.pipeline(transaction=False)
-        pipeline.zrem(keys.idle_consumers(self.namespace, queue_name), self.broker_id)
-        pipeline.lpop(keys.inbox(self.namespace, self.broker_id, queue_name), 100)
+        pipeline.evalsha(self._sha(_LEAVE_IDLE), 2, *leave_keys, self.broker_id)
         if count > 0:
             fetch_args = self._dispatch_args("fetch", queue_name, count)
             pipeline.evalsha(self.scripts["dispatch"].sha, 1, self.namespace, *fetch_args)
-        results = pipeline.execute(raise_on_error=False)
-        for result in results[:2]:
-            if isinstance(result, Exception):
-                raise result
-        handed = list(results[1] or [])
-        if count > 0:
-            fetched = results[2]
-            if isinstance(fetched, redis.exceptions.NoScriptError):  # Redis restarted: load it again
-                fetched = self.do_fetch(queue_name, count)
-            elif isinstance(fetched, Exception):
-                if handed:  # they are in this process's acks set: put them back before failing
-                    self.do_requeue(queue_name, *[Message.decode(data).options["redis_message_id"] for data in handed])
-                raise fetched
-            handed.extend(fetched)
-        return handed
+        handed, *fetched = pipeline.execute(raise_on_error=False)
+        taken: list[bytes] = []
+        try:
+            if isinstance(handed, redis.exceptions.NoScriptError):  # Redis restarted: load it again
+                self._script_shas.clear()
+                handed = self.client.evalsha(self._sha(_LEAVE_IDLE), 2, *leave_keys, self.broker_id)
+            if isinstance(handed, Exception):
+                raise handed
+            taken.extend(handed)
+            if fetched:
+                result = fetched[0]
+                if isinstance(result, redis.exceptions.NoScriptError):
+                    result = self.do_fetch(queue_name, count)  # dramatiq's Script loads it again
+                if isinstance(result, Exception):
+                    raise result
+                taken.extend(result)
+        except BaseException:
+            for result in [handed, *fetched]:
+                if isinstance(result, list):
+                    taken.extend(item for item in result if item not in taken)
+            self.requeue_encoded(queue_name, taken)
+            raise
+        return taken
+
+    def requeue_encoded(self, queue_name: str, messages: list[bytes | None]) -> None:
+        """Put encoded messages this process holds (in its acks set) back on their queue; entries
+        that are empty or cannot be decoded are skipped (dramatiq's maintenance has their ids)."""
+        redis_ids = []
+        for data in messages:
+            try:
+                redis_ids.append(Message.decode(data).options["redis_message_id"])
+            except Exception:  # None (a message deleted meanwhile) or a corrupt body
+                # Never the body in the log: arguments may hold secrets.
+                logger.warning("An undecodable entry (%d bytes) on %s was not requeued.", len(data or b""), queue_name)
+        if redis_ids:
+            self.do_requeue(queue_name, *redis_ids)
 
     def _dispatch_args(self, command: str, queue_name: str, *args: Any) -> list[Any]:
         """The arguments of dramatiq's dispatch script for ``command`` (as its ``do_*`` methods pass them)."""
