@@ -47,18 +47,25 @@ def idle_members(queue_name: str) -> list[str]:
     ]
 
 
-def test_an_idle_consumer_gets_the_message_straight_from_the_enqueue(queue_name, broker_redis):
-    worker_broker, web_broker = process_broker(), process_broker()
-    consumer = worker_broker.consume(queue_name, prefetch=2, timeout=5_000)
+def hand_over(queue_name: str, worker_broker: RedisBroker, consumer) -> dramatiq.Message:
+    """With ``consumer`` waiting idle in a thread, send one message from another broker; it must
+    arrive through the hand-over. Returns the message sent."""
     received = []
     thread = threading.Thread(target=lambda: received.append(next(consumer)))
     thread.start()
     wait_for(lambda: worker_broker.broker_id in idle_members(queue_name), message="the consumer to register as idle")
-
-    sent = web_broker.enqueue(message(queue_name))
+    sent = process_broker().enqueue(message(queue_name))
     thread.join(timeout=5)
-
     assert [proxy.message_id for proxy in received] == [sent.message_id]
+    return sent
+
+
+def test_an_idle_consumer_gets_the_message_straight_from_the_enqueue(queue_name, broker_redis):
+    worker_broker, web_broker = process_broker(), process_broker()
+    consumer = worker_broker.consume(queue_name, prefetch=2, timeout=5_000)
+
+    sent = hand_over(queue_name, worker_broker, consumer)
+
     namespace, redis_id = worker_broker.namespace, sent.options["redis_message_id"]
     # Handed over: never on the queue, in the consumer's acks set as dramatiq's fetch would put it.
     assert broker_redis.llen(keys.queue(namespace, queue_name)) == 0
@@ -173,13 +180,7 @@ def test_recovery_deletes_only_dead_inboxes(queue_name, broker_redis, settings):
 def test_a_message_handed_over_by_a_leftover_registration_is_not_stranded_behind_a_busy_queue(queue_name, broker_redis):
     worker_broker, web_broker = process_broker(), process_broker()
     consumer = worker_broker.consume(queue_name, prefetch=4, timeout=5_000)
-    received = []
-    thread = threading.Thread(target=lambda: received.append(next(consumer)))
-    thread.start()
-    wait_for(lambda: worker_broker.broker_id in idle_members(queue_name), message="the consumer to register as idle")
-    first = web_broker.enqueue(message(queue_name))
-    thread.join(timeout=5)
-    assert [proxy.message_id for proxy in received] == [first.message_id]
+    hand_over(queue_name, worker_broker, consumer)
     # A registration still live (e.g. left by a wait redis-py retried after a dropped connection)
     # takes one more hand-over; meanwhile the queue itself has work, so the consumer keeps fetching.
     namespace = worker_broker.namespace
