@@ -99,6 +99,11 @@ def inbox(namespace: str, broker_id: str, queue_name: str) -> str:
     return f"{namespace}:__inbox__.{broker_id}.{queue_name}"
 
 
+def inbox_owner(namespace: str, inbox_key: str) -> str:
+    """The broker id in an ``inbox`` key (broker ids are UUIDs: no dots)."""
+    return inbox_key[len(f"{namespace}:__inbox__.") :].split(".", 1)[0]
+
+
 def inboxes(namespace: str) -> str:
     """Set of every inbox key, so that recovery can delete those of dead broker processes."""
     return f"{namespace}:__inboxes__"

@@ -132,11 +132,9 @@ def _drop_dead_inboxes(broker: dramatiq.Broker) -> int:
     inboxes = [key.decode() for key in client.smembers(index)]
     if not inboxes:
         return 0
-    prefix = f"{broker.namespace}:__inbox__."  # keys.inbox: <prefix><broker id>.<queue>
-    broker_ids = [key[len(prefix) :].split(".", 1)[0] for key in inboxes]
     pipeline = client.pipeline(transaction=False)
-    for broker_id in broker_ids:  # not ZMSCORE: Redis 6.2+
-        pipeline.zscore(keys.heartbeats(broker.namespace), broker_id)
+    for key in inboxes:  # not ZMSCORE: Redis 6.2+
+        pipeline.zscore(keys.heartbeats(broker.namespace), keys.inbox_owner(broker.namespace, key))
     beats = pipeline.execute()
     since_ms = time.time() * 1000 - broker.heartbeat_timeout
     dead = [key for key, beat in zip(inboxes, beats, strict=True) if beat is None or beat < since_ms]
