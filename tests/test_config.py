@@ -166,3 +166,22 @@ def test_prometheus_without_its_extra_is_a_clear_error():
     else:
         config = DramatiqConfig(prometheus_enabled=True)
         assert "dramatiq.middleware.prometheus.Prometheus" in config.resolved_middleware()
+
+
+def test_get_task_config_follows_every_way_settings_change(settings):
+    from django.conf import settings as django_settings
+    from django.test import override_settings
+
+    from apps.tasks.config import get_task_config
+
+    original = get_task_config()  # the value is now cached by LazySettings
+    replaced = original.model_copy(update={"record_args_max_bytes": 123})
+    settings.TASK_CONFIG = replaced
+    assert get_task_config() is replaced
+    with override_settings(TASK_CONFIG=original.model_copy(update={"record_args_max_bytes": 7})):
+        assert get_task_config().record_args_max_bytes == 7
+    assert get_task_config() is replaced
+    django_settings.TASK_CONFIG = original
+    assert get_task_config() is original
+    del settings.TASK_CONFIG
+    assert get_task_config() == TaskConfig()

@@ -487,5 +487,10 @@ def get_task_config() -> TaskConfig:
     """The project's ``TASK_CONFIG`` setting, or the defaults when it has none."""
     from django.conf import settings
 
-    config = getattr(settings, "TASK_CONFIG", None)
+    # LazySettings caches each setting in its own __dict__ (cleared by overrides). Reading it there
+    # skips LazyObject's per-access probe of the value for ``_mask_wrapped``, which on a pydantic
+    # model is a failed attribute lookup costing more than the rest of a hot-path call.
+    config = settings.__dict__.get("TASK_CONFIG")
+    if config is None:
+        config = getattr(settings, "TASK_CONFIG", None)
     return config if isinstance(config, TaskConfig) else TaskConfig()
