@@ -72,6 +72,34 @@ def test_enqueue_writes_the_record_before_sending(broker_redis, clean_queues):
     assert event_names(broker_redis, message_id) == ["enqueued"]
 
 
+def test_enqueue_without_record_first_sends_at_once_and_the_recorder_writes_the_record(broker_redis, clean_queues):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.tasks.services.recorder import wait_until_flushed
+
+    with CaptureQueriesContext(connection) as queries:
+        message_id = enqueue(tasks.add, args=(4, 5), record_first=False)
+    assert not queries.captured_queries  # no database round-trip before the send
+    assert queued(broker_redis, message_id)
+    assert event_names(broker_redis, message_id) == ["enqueued"]
+    assert wait_until_flushed()
+    job = record(message_id)
+    assert (job.status, job.actor_name, job.args, job.attempts) == ("pending", "add", [4, 5], 0)
+
+
+def test_a_late_buffered_pending_record_does_not_undo_a_worker_transition(clean_queues):
+    from apps.tasks.enqueue import pending_transition
+    from apps.tasks.middleware.lifecycle import transition_for
+    from apps.tasks.services.recorder import write_transitions
+
+    message = tasks.add.message(5, 6)
+    pending = pending_transition(message)  # built at send time, flushed after the worker wrote
+    write_transitions([transition_for(message, JobStatus.COMPLETED, worker="host:1")])
+    write_transitions([pending])
+    assert record(message.message_id).status == "completed"
+
+
 def test_the_enqueue_insert_keeps_a_record_a_worker_wrote_first(clean_queues):
     from apps.tasks.enqueue import pending_transition
     from apps.tasks.middleware.lifecycle import transition_for

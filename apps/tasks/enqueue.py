@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import dramatiq
@@ -15,6 +16,7 @@ from apps.tasks.services.recorder import (
     Transition,
     event_fields,
     from_millis,
+    get_recorder,
     insert_new_record,
     publish_events,
     write_transitions,
@@ -57,8 +59,11 @@ def pending_transition(message: dramatiq.Message, error: str = "") -> Transition
     )
 
 
-def send_recorded(message: dramatiq.Message, delay: int | None = None, using: str = "default") -> None:
-    """Publish the ``enqueued`` event and hand ``message`` to the broker; its record already exists."""
+def send_recorded(
+    message: dramatiq.Message, delay: int | None = None, using: str = "default", *, record_written: bool = True
+) -> None:
+    """Publish the ``enqueued`` event and hand ``message`` to the broker. Its record exists already,
+    or, with ``record_written=False``, its pending record is handed to the recorder once sent."""
     broker = dramatiq.get_broker()
     token = recorded_by_caller.set(message.message_id)
     try:
@@ -78,6 +83,8 @@ def send_recorded(message: dramatiq.Message, delay: int | None = None, using: st
         raise EnqueueError(reason) from exc
     finally:
         recorded_by_caller.reset(token)
+    if not record_written:
+        get_recorder().record(pending_transition(message))
 
 
 def enqueue(
@@ -88,6 +95,7 @@ def enqueue(
     delay: int | None = None,
     queue_name: str | None = None,
     using: str = "default",
+    record_first: bool = True,
     **options: Any,
 ) -> str:
     """Write the job's record, then send it; inside a transaction, send when it commits.
@@ -96,6 +104,12 @@ def enqueue(
     ``options`` are dramatiq message options. Returns the message id, which is the record's id. Outside a
     transaction a broker failure raises EnqueueError (the record stays pending with the reason);
     after a commit it is logged and recorded the same way.
+
+    ``record_first=False`` is for a caller whose own committed row is the outbox (a knowbase
+    document saved as queued, sent again by the sweeper if the message is lost): the message goes
+    without waiting for a database round-trip, and its pending record follows through the
+    process's batching recorder. The event still goes with the message; a failed send is still
+    recorded at once. A record lost with the process is written by the job's next transition.
     """
     actor = resolve_actor(actor)
     message = actor.message_with_options(args=tuple(args), kwargs=kwargs or {}, **options)
@@ -103,9 +117,11 @@ def enqueue(
         from apps.tasks.services.dead_letters import check_queue
 
         message = message.copy(queue_name=check_queue(queue_name))
-    insert_new_record(pending_transition(message), using=using)
+    if record_first:
+        insert_new_record(pending_transition(message), using=using)
+    send = partial(send_recorded, message, delay, using, record_written=record_first)
     if transaction.get_connection(using).in_atomic_block:
-        transaction.on_commit(lambda: send_recorded(message, delay, using), using=using, robust=True)
+        transaction.on_commit(send, using=using, robust=True)
     else:
-        send_recorded(message, delay, using)
+        send()
     return message.message_id

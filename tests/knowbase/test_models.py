@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from apps.knowbase.models import Document, DocumentStatus
 from apps.knowbase.services.processing import process_document
 from apps.tasks.models import JobStatus
+from apps.tasks.services.recorder import wait_until_flushed
 
 from .conftest import job_records_for, messages_for, redis_unreachable
 
@@ -35,6 +36,8 @@ def test_one_create_sends_exactly_one_message_and_processing_sends_none(broker_r
     assert document.status == DocumentStatus.QUEUED and document.queued_at == document.status_changed_at
     assert document.content_hash == hashlib.sha256(b"Redis keeps the queue of messages.").hexdigest()
     assert messages_for(broker_redis, document.pk) == 1
+    # The document row is the outbox: the job record follows the send through the recorder.
+    assert wait_until_flushed()
     assert [record.status for record in job_records_for(document.pk)] == [JobStatus.PENDING]
 
     # The processor's own writes never queue the document again: no loop.

@@ -35,12 +35,13 @@ def send_processing(document_id: int, using: str = "default", marked_queued: boo
         callback = partial(send_processing, document_id, using, marked_queued)
         transaction.on_commit(callback, using=using, robust=True)
         return None
-    documents = Document.objects.using(using)
     try:
-        enqueue(process_document_async, args=(document_id,), using=using)
+        # The document row is the outbox, so the job record need not be written before the send.
+        enqueue(process_document_async, args=(document_id,), using=using, record_first=False)
     except EnqueueError as exc:
         logger.error("Document %s stays pending; the sweeper will send it again: %s", document_id, exc)
         error = f"not queued yet: {exc}"
+        documents = Document.objects.using(using)
         if marked_queued:  # unless a worker or a sweeper took it meanwhile
             documents.filter(pk=document_id, status=DocumentStatus.QUEUED).update(
                 status=DocumentStatus.PENDING, status_changed_at=timezone.now(), queued_at=None, error=error
@@ -51,7 +52,7 @@ def send_processing(document_id: int, using: str = "default", marked_queued: boo
     if marked_queued:
         return True
     now = timezone.now()
-    documents.filter(pk=document_id, status=DocumentStatus.PENDING).update(
+    Document.objects.using(using).filter(pk=document_id, status=DocumentStatus.PENDING).update(
         status=DocumentStatus.QUEUED, status_changed_at=now, queued_at=now, error=""
     )
     return True
