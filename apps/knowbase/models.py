@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
@@ -194,6 +195,13 @@ class Document(models.Model):
         return hashlib.sha256(self.content.encode("utf-8")).hexdigest()
 
 
+class DocumentChunkQuerySet(models.QuerySet):
+    def replace_for(self, document_id: int, chunks: Iterable[DocumentChunk]) -> None:
+        """Swap a document's chunks for ``chunks``; call it inside the transaction that decides to."""
+        self.filter(document_id=document_id).delete()
+        self.bulk_create(chunks, batch_size=500)
+
+
 class DocumentChunk(models.Model):
     """A passage of a document's extracted text, with its offsets and its embedding."""
 
@@ -206,6 +214,8 @@ class DocumentChunk(models.Model):
     token_count = models.PositiveIntegerField()
     #: float32, little-endian, L2-normalised (``services.embeddings.vector_to_bytes``).
     embedding = models.BinaryField()
+
+    objects = DocumentChunkQuerySet.as_manager()
 
     class Meta:
         ordering = ["document", "position"]

@@ -13,6 +13,7 @@ from dramatiq.brokers.redis import RedisBroker as DramatiqRedisBroker
 from dramatiq.brokers.redis import _RedisConsumer
 from dramatiq.common import current_millis, dq_name, q_name
 from dramatiq.errors import ConnectionClosed
+from dramatiq.middleware import Middleware, MiddlewareError
 
 from apps.tasks import keys
 
@@ -434,9 +435,45 @@ class RedisBroker(DramatiqRedisBroker):
             client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(url, **parameters))
         elif client is None:
             client = redis.Redis(**parameters)
+        self._hook_cache: dict[str, tuple[list[Middleware], list[Middleware]]] = {}
         super().__init__(client=client, **broker_parameters)
         self._settle_script = None
         self._script_shas: dict[str, str] = {}
+
+    def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        """dramatiq's, calling only the middleware that implement the hook: of the eleven, none
+        handles ``ack`` and one ``enqueue``, so most calls would be no-ops (four signals a message)."""
+        name = "before_" + signal
+        for middleware in self._implementers(name):
+            try:
+                getattr(middleware, name)(self, *args, **kwargs)
+            except MiddlewareError:
+                raise
+            except Exception:
+                self.logger.critical("Unexpected failure in %s of %r.", name, middleware, exc_info=True)
+
+    def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        name = "after_" + signal
+        for middleware in reversed(self._implementers(name)):
+            try:
+                getattr(middleware, name)(self, *args, **kwargs)
+            except Exception:
+                self.logger.critical("Unexpected failure in %s of %r.", name, middleware, exc_info=True)
+
+    def _implementers(self, hook: str) -> list[Middleware]:
+        """The middleware, in order, whose class or instance defines ``hook``; recomputed whenever
+        the middleware list differs from the one the answer was computed for."""
+        cached = self._hook_cache.get(hook)
+        if cached is not None and cached[0] == self.middleware:
+            return cached[1]
+        base = getattr(Middleware, hook, None)
+        implementers = [
+            middleware
+            for middleware in self.middleware
+            if hook in vars(middleware) or getattr(type(middleware), hook, None) is not base
+        ]
+        self._hook_cache[hook] = (list(self.middleware), implementers)
+        return implementers
 
     def run_maintenance(self, queue_name: str) -> None:
         """Run dramatiq's maintenance on one queue now, rather than on 1 call in 1,000.

@@ -186,9 +186,9 @@ def _store(claim: Claim, extracted: Extracted, chunks, vectors, embedder_name: s
             return ProcessResult(
                 claim.document_id, SKIPPED, "superseded: the document changed or was re-queued during processing"
             )
-        DocumentChunk.objects.filter(document_id=claim.document_id).delete()
-        DocumentChunk.objects.bulk_create(
-            [
+        DocumentChunk.objects.replace_for(
+            claim.document_id,
+            (
                 DocumentChunk(
                     document_id=claim.document_id,
                     position=chunk.position,
@@ -199,8 +199,7 @@ def _store(claim: Claim, extracted: Extracted, chunks, vectors, embedder_name: s
                     embedding=vector_to_bytes(vector),
                 )
                 for chunk, vector in zip(chunks, vectors, strict=True)
-            ],
-            batch_size=500,
+            ),
         )
         now = timezone.now()
         Document.objects.filter(pk=claim.document_id).update(

@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 from dramatiq.worker import ConsumerThread
 
@@ -36,7 +37,14 @@ def attempt_number(message: dramatiq.Message) -> int:
     return message.options.get("prior_attempts", 0) + message.options.get("retries", 0) + 1
 
 
+def _unwrapped(message):
+    """The Message inside a worker's MessageProxy: its fields are then plain attributes, not a
+    ``__getattr__`` call each (a dozen per transition, on every message)."""
+    return message._message if type(message) is MessageProxy else message
+
+
 def transition_for(message: dramatiq.Message, status: str, **values) -> Transition:
+    message = _unwrapped(message)
     return Transition(
         message_id=message.message_id,
         actor_name=message.actor_name,
@@ -91,6 +99,7 @@ class LifecycleMiddleware(Middleware):
         get_recorder().record(transition, self._event("enqueued", message, {"delay_ms": delay}))
 
     def before_process_message(self, broker, message) -> None:
+        message = _unwrapped(message)
         self._local.message_id = _running.message_id = message.message_id
         self._local.retry_delay = None
         self._local.started = time.monotonic()
@@ -111,6 +120,7 @@ class LifecycleMiddleware(Middleware):
 
         recorder = get_recorder()
         finished_at = now()
+        proxy, message = message, _unwrapped(message)  # the proxy knows whether Retries failed it
         # Retries may already have counted this failure in the message's options: use the start's count.
         attempt = getattr(self._local, "attempt", None) or attempt_number(message)
         if exception is None:
@@ -130,7 +140,7 @@ class LifecycleMiddleware(Middleware):
         meta = {"attempt": attempt, "error_type": error["error_type"], "error": error["error_message"][:500]}
         recorder.event(self._event("failed", message, meta))
         retry_delay = getattr(self._local, "retry_delay", None)
-        if message.failed:
+        if proxy.failed:
             failed.status = JobStatus.DEAD_LETTER
             recorder.record(failed, self._event("dead_letter", message, meta))
             notify_dead_letter(failed)

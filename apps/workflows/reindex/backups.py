@@ -96,9 +96,9 @@ def restore(job_id: str) -> int:
                 continue
             current = _locked(Document.objects.filter(pk=backup.document_id)).values("content_hash").first()
             if current is not None and current["content_hash"] == backup.content_hash:
-                DocumentChunk.objects.filter(document_id=backup.document_id).delete()
-                DocumentChunk.objects.bulk_create(
-                    [
+                DocumentChunk.objects.replace_for(
+                    backup.document_id,
+                    (
                         DocumentChunk(
                             pk=chunk.chunk_id,
                             document_id=backup.document_id,
@@ -110,8 +110,7 @@ def restore(job_id: str) -> int:
                             embedding=chunk.embedding,
                         )
                         for chunk in backup.chunks.order_by("position")
-                    ],
-                    batch_size=500,
+                    ),
                 )
                 state = {name: getattr(backup, name) for name in STATE_FIELDS}
                 if state["status"] == DocumentStatus.PROCESSING:  # its claim is void now: let the sweeper send it
