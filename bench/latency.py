@@ -2,9 +2,10 @@
 
 Document save → processing start (the figure with a target): the harness saves an
 ``apps.knowbase.models.Document`` (its post_save sends ``process_document_async`` to the
-``knowledge`` queue through the enqueue helper) while one idle full-stack worker runs
-``rundramatiq -p 1 -t 8 -Q knowledge``. The clock starts just before ``save()`` (so the row insert,
-the job record and the send are included) and stops at the timestamp of the job's lifecycle
+``knowledge`` queue through the enqueue helper, ``record_first=False``: the document row is the
+outbox, and the job record follows through the recorder) while one idle full-stack worker runs
+``rundramatiq -p 1 -t 8 -Q knowledge``. The clock starts just before ``save()`` (so the row insert
+and the send are included) and stops at the timestamp of the job's lifecycle
 ``started`` event, which the worker takes in ``LifecycleMiddleware.before_process_message`` before
 the task body runs (wall clock, same machine). The harness finds the job through its ``enqueued``
 event, waits for the ``completed`` event (the worker is idle again) and then sleeps a random gap

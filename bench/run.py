@@ -494,7 +494,8 @@ def render(ctx: Context, plan: Plan, results: Results, argv: list[str], total_se
 
         out += ["", "## Pick-up latency (idle worker)", "",
                 "ms from the hand-over to the task's start, one idle worker (1 x 8). Document save: from just before "
-                "`Document.save()` (row, job record and send included) to the timestamp of the job's lifecycle "
+                "`Document.save()` (row and send included; the row is the outbox, so the job record follows "
+                "through the recorder) to the timestamp of the job's lifecycle "
                 "`started` event, taken by the worker in `LifecycleMiddleware.before_process_message`. The others: "
                 "from just before the send to the `time.time()` the task body pushes to a list. Random idle gaps "
                 f"between jobs (log-uniform, 10 ms to {plan.gap_high:g} s); nearest-rank percentiles over all "
