@@ -56,16 +56,16 @@ class WorkerRegistryMiddleware(Middleware):
     def before_process_message(self, broker, message) -> None:
         if self._slots is None:
             return
+        message = getattr(message, "_message", message)  # the Message inside the worker's proxy
+        options = message.options
         self._slots.start(
-            {
-                "redis_id": message.options.get("redis_message_id", message.message_id),
-                "message_id": message.message_id,
-                "queue": message.queue_name,
-                "actor": message.actor_name,
-                "retries": message.options.get("retries", 0),
-                "prior_attempts": message.options.get("prior_attempts", 0),
-                "enqueued_ms": message.message_timestamp,
-            }
+            redis_id=options.get("redis_message_id", message.message_id),
+            message_id=message.message_id,
+            queue=message.queue_name,
+            actor=message.actor_name,
+            retries=options.get("retries", 0),
+            prior_attempts=options.get("prior_attempts", 0),
+            enqueued_ms=message.message_timestamp,
         )
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:

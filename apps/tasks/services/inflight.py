@@ -16,6 +16,7 @@ import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 
 SLOT_SIZE = 1024
@@ -48,11 +49,22 @@ class InFlightSlots:
                 self._next += 1
         return slot
 
-    def start(self, entry: dict) -> None:
+    def start(
+        self, *, redis_id: str, message_id: str, queue: str, actor: str, retries: int, prior_attempts: int,
+        enqueued_ms: int,
+    ) -> None:  # fmt: skip
+        """Note the message this thread starts: the JSON object ``_read`` returns for it.
+
+        Formatted by hand (with json's own string quoting) for a quarter of ``json.dumps``'s cost:
+        this runs before every message."""
         slot = self._slot()
         if slot is None:
             return
-        data = json.dumps(entry, separators=(",", ":")).encode()[: SLOT_SIZE - _LENGTH.size]
+        data = (
+            f'{{"redis_id":{_quote(redis_id)},"message_id":{_quote(message_id)},"queue":{_quote(queue)},'
+            f'"actor":{_quote(actor)},"retries":{int(retries)},"prior_attempts":{int(prior_attempts)},'
+            f'"enqueued_ms":{int(enqueued_ms)}}}'
+        ).encode()[: SLOT_SIZE - _LENGTH.size]
         offset = slot * SLOT_SIZE
         self._map[offset + _LENGTH.size : offset + _LENGTH.size + len(data)] = data
         self._map[offset : offset + _LENGTH.size] = _LENGTH.pack(len(data))
