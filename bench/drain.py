@@ -7,11 +7,14 @@ RedisBroker, default middleware), ``full`` (``manage.py rundramatiq``: lifecycle
 records, events, registry), ``dd``/``dd0`` (django-dramatiq's AdminMiddleware with CONN_MAX_AGE 60 /
 Django's default 0), ``celery`` (Celery, ``--pool threads``) and ``celery_prefork`` (2 processes).
 
-Method: a worker is started once per system and proven ready by one message. Each run, N messages
-carrying one counter key are built in a staging key and renamed onto the live queue in one
-transaction (the queue fills instantly; filling is not measured here — see bench.enqueue). The rate
-is taken between 10 % and 90 % of the counter, so start-up and the tail are excluded. Between runs
-the harness waits until the queue is empty and every message is acknowledged.
+Method: a worker is started once per system (each in its own namespace, all up together) and proven
+ready by one message. Runs are interleaved — run 1 of every system, then run 2 of every system... —
+so a machine that speeds up or slows down during the benchmark moves every system alike, not the
+ratios. Each run, N messages carrying one counter key are built in a staging key and renamed onto
+the live queue in one transaction (the queue fills instantly; filling is not measured here — see
+bench.enqueue); the other workers sit idle meanwhile. The rate is taken between 10 % and 90 % of the
+counter, so start-up and the tail are excluded. Between runs the harness waits until the queue is
+empty and every message is acknowledged.
 """
 
 from __future__ import annotations
@@ -77,12 +80,13 @@ def systems(ctx: Context, threads: int = 8) -> dict[str, System]:
                tables=("tasks_jobrecord",)),
         System("dd", f"django-dramatiq AdminMiddleware, CONN_MAX_AGE=60, 1 x {t}", "dramatiq", f"{ns}-dd", manage,
                {**dd_env, "CONN_MAX_AGE": "60"}, ("django_dramatiq_task",)),
-        System("dd0", f"django-dramatiq AdminMiddleware, CONN_MAX_AGE=0, 1 x {t}", "dramatiq", f"{ns}-dd", manage,
-               {**dd_env, "CONN_MAX_AGE": "0"}, ("django_dramatiq_task",)),
+        # BENCH_NAMESPACE of its own: dd and dd0 workers are up at the same time (settings add "-dd").
+        System("dd0", f"django-dramatiq AdminMiddleware, CONN_MAX_AGE=0, 1 x {t}", "dramatiq", f"{ns}-0-dd", manage,
+               {**dd_env, "CONN_MAX_AGE": "0", "BENCH_NAMESPACE": f"{ns}-0"}, ("django_dramatiq_task",)),
         System("celery", f"Celery {celery_version()}, threads x {t}", "celery", f"{ns}:celery:",
                [*celery, "--pool", "threads", "--concurrency", t]),
-        System("celery_prefork", f"Celery {celery_version()}, prefork x 2", "celery", f"{ns}:celery:",
-               [*celery, "--pool", "prefork", "--concurrency", "2"]),
+        System("celery_prefork", f"Celery {celery_version()}, prefork x 2", "celery", f"{ns}-prefork:celery:",
+               [*celery, "--pool", "prefork", "--concurrency", "2"], {"BENCH_NAMESPACE": f"{ns}-prefork"}),
     ]  # fmt: skip
     return {system.key: system for system in found}
 
@@ -139,7 +143,7 @@ def _stage_celery(ctx: Context, system: System, actor: str, args: tuple, count: 
     client = ctx.redis(3)
     staged = f"{system.namespace}staging-{uuid.uuid4().hex[:8]}"
     try:
-        raw = client.lpop(f"{system.namespace}{template_queue}")
+        raw = client.lpop(f"{celery_app.KEY_PREFIX}{template_queue}")  # published under this process's prefix
         if raw is None:
             raise BenchError("Celery did not publish the template message where expected")
         template = json.loads(raw)
@@ -157,7 +161,7 @@ def _stage_celery(ctx: Context, system: System, actor: str, args: tuple, count: 
             pipeline.execute()
         _swap_in(client, [(staged, system.queue_key())])
     finally:
-        for key in client.scan_iter(match=f"{system.namespace}*{template_queue}*"):
+        for key in client.scan_iter(match=f"{celery_app.KEY_PREFIX}*{template_queue}*"):
             client.delete(key)
         client.delete(staged)
         client.close()
@@ -266,20 +270,43 @@ def empty_tables(tables: tuple[str, ...]) -> None:
         cursor.execute(f"TRUNCATE {', '.join(tables)}")
 
 
-def run_system(
-    ctx: Context, system: System, count: int, runs: int, after: Callable[[Worker], object] | None = None
-) -> dict:
-    """Start the worker, drain ``runs`` times, call ``after(worker)`` while it is still up, stop it."""
-    worker, startup = start_worker(ctx, system)
+def run_systems(
+    ctx: Context, chosen: list[System], count: int, runs: int, after: Callable[[System, Worker], object] | None = None
+) -> dict[str, dict | Exception]:
+    """Start every system's worker, drain ``runs`` rounds (one run of each system per round), call
+    ``after(system, worker)`` for each while the workers are up, stop them all. Per system: its
+    rates, start-up time and ``after``'s answer, or the exception that put it out of the running."""
+    outcomes: dict[str, dict | Exception] = {}
+    workers: dict[str, Worker] = {}
     try:
-        rates = []
+        for system in chosen:
+            try:
+                workers[system.key], startup = start_worker(ctx, system)
+                outcomes[system.key] = {"rates": [], "startup_s": startup, "extra": None}
+            except Exception as exc:
+                outcomes[system.key] = exc
         for run in range(1, runs + 1):
-            rates.append(measure_drain(ctx, system, worker, count))
-            print(f"  drain {system.key} run {run}/{runs}: {rates[-1]:,.0f} msg/s", file=sys.stderr)
-        extra = after(worker) if after is not None else None
+            for system in chosen:
+                outcome = outcomes[system.key]
+                if isinstance(outcome, Exception):
+                    continue
+                try:
+                    outcome["rates"].append(measure_drain(ctx, system, workers[system.key], count))
+                except Exception as exc:
+                    outcomes[system.key] = exc
+                    continue
+                print(f"  drain {system.key} run {run}/{runs}: {outcome['rates'][-1]:,.0f} msg/s", file=sys.stderr)
+        for system in chosen:
+            outcome = outcomes[system.key]
+            if after is not None and not isinstance(outcome, Exception):
+                try:
+                    outcome["extra"] = after(system, workers[system.key])
+                except Exception as exc:
+                    outcomes[system.key] = exc
     finally:
-        worker.stop(wait=False)
-    return {"rates": rates, "startup_s": startup, "extra": extra}
+        for worker in workers.values():
+            worker.stop(wait=False)
+    return outcomes
 
 
 def main() -> None:
@@ -298,9 +325,10 @@ def main() -> None:
     chosen = systems(ctx, args.threads)
     keys = args.systems.split(",")
     try:
+        outcomes = run_systems(ctx, [chosen[key] for key in keys], args.messages, args.runs)
         for key in keys:
-            result = run_system(ctx, chosen[key], args.messages, args.runs)
-            print(f"{chosen[key].label}: {fmt_rate(result['rates'])} msg/s")
+            outcome = outcomes[key]
+            print(f"{chosen[key].label}: {outcome if isinstance(outcome, Exception) else fmt_rate(outcome['rates'])}")
     finally:
         stop_all()
         empty_tables(tuple({table for key in keys for table in chosen[key].tables}))

@@ -42,8 +42,11 @@ def main() -> None:
     chosen = drain.systems(ctx, args.threads)
     results: dict[str, list[float]] = {}
     try:
+        outcomes = drain.run_systems(ctx, [chosen["bare"], chosen["full"]], args.messages, args.runs)
         for key in ("bare", "full"):
-            results[f"drain {key}"] = drain.run_system(ctx, chosen[key], args.messages, args.runs)["rates"]
+            if isinstance(outcomes[key], Exception):
+                raise outcomes[key]
+            results[f"drain {key}"] = outcomes[key]["rates"]
             command = [PYTHON, "-m", "bench.enqueue", key, "--count", str(args.enqueue_messages), "--runs",
                        str(args.runs)]  # fmt: skip
             results[f"enqueue {key}"] = run_json(command, ctx.env(), 600, f"enqueue {key}")["rates"]

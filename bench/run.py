@@ -243,27 +243,25 @@ def section_drain(ctx: Context, plan: Plan, results: Results, sections: set[str]
     from bench import drain, latency
 
     known = drain.systems(ctx)
-    chosen = ("bare", "full", "celery") if pickup_only else plan.drain_systems
-    for key in chosen:
-        system = known[key]
-        sender = _pickup_sender(ctx, key) if "latency" in sections else None
+    chosen = [known[key] for key in (("bare", "full", "celery") if pickup_only else plan.drain_systems)]
 
-        def after(worker, sender=sender):
-            if sender is None:
-                return None
-            label, send = sender
-            settle_database()  # the drain's records are still being vacuumed
-            results.pickup[label] = latency.stamp_pickup(ctx, send, plan.pickup_samples, label, worker, plan.gap_high)
+    def after(system, worker):
+        sender = _pickup_sender(ctx, system.key) if "latency" in sections else None
+        if sender is None:
             return None
+        label, send = sender
+        settle_database()  # the drain's records are still being vacuumed
+        results.pickup[label] = latency.stamp_pickup(ctx, send, plan.pickup_samples, label, worker, plan.gap_high)
+        return None
 
-        try:
-            outcome = drain.run_system(ctx, system, plan.messages, 0 if pickup_only else plan.runs, after)
-        except Exception as exc:
-            results.errors.append((f"{'pick-up' if pickup_only else 'drain'} {key}", _describe(exc)))
-            print(f"bench: {key} failed: {_describe(exc)}", file=sys.stderr)
-            continue
-        if not pickup_only:
-            results.drain[key] = {"label": system.label, **outcome}
+    outcomes = drain.run_systems(ctx, chosen, plan.messages, 0 if pickup_only else plan.runs, after)
+    for system in chosen:
+        outcome = outcomes[system.key]
+        if isinstance(outcome, Exception):
+            results.errors.append((f"{'pick-up' if pickup_only else 'drain'} {system.key}", _describe(outcome)))
+            print(f"bench: {system.key} failed: {_describe(outcome)}", file=sys.stderr)
+        elif not pickup_only:
+            results.drain[system.key] = {"label": system.label, **outcome}
 
 
 def section_memory(ctx: Context, plan: Plan, results: Results, sections: set[str]) -> None:
