@@ -37,14 +37,14 @@ def attempt_number(message: dramatiq.Message) -> int:
     return message.options.get("prior_attempts", 0) + message.options.get("retries", 0) + 1
 
 
-def _unwrapped(message):
+def unwrapped(message: dramatiq.Message | MessageProxy) -> dramatiq.Message:
     """The Message inside a worker's MessageProxy: its fields are then plain attributes, not a
     ``__getattr__`` call each (a dozen per transition, on every message)."""
     return message._message if type(message) is MessageProxy else message
 
 
 def transition_for(message: dramatiq.Message, status: str, **values) -> Transition:
-    message = _unwrapped(message)
+    message = unwrapped(message)
     return Transition(
         message_id=message.message_id,
         actor_name=message.actor_name,
@@ -99,7 +99,7 @@ class LifecycleMiddleware(Middleware):
         get_recorder().record(transition, self._event("enqueued", message, {"delay_ms": delay}))
 
     def before_process_message(self, broker, message) -> None:
-        message = _unwrapped(message)
+        message = unwrapped(message)
         self._local.message_id = _running.message_id = message.message_id
         self._local.retry_delay = None
         self._local.started = time.monotonic()
@@ -120,7 +120,7 @@ class LifecycleMiddleware(Middleware):
 
         recorder = get_recorder()
         finished_at = now()
-        proxy, message = message, _unwrapped(message)  # the proxy knows whether Retries failed it
+        proxy, message = message, unwrapped(message)  # the proxy knows whether Retries failed it
         # Retries may already have counted this failure in the message's options: use the start's count.
         attempt = getattr(self._local, "attempt", None) or attempt_number(message)
         if exception is None:

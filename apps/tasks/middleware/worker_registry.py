@@ -11,6 +11,8 @@ import time
 from dramatiq.common import q_name
 from dramatiq.middleware import Middleware
 
+from apps.tasks.middleware.lifecycle import unwrapped
+
 logger = logging.getLogger(__name__)
 
 
@@ -56,7 +58,7 @@ class WorkerRegistryMiddleware(Middleware):
     def before_process_message(self, broker, message) -> None:
         if self._slots is None:
             return
-        message = getattr(message, "_message", message)  # the Message inside the worker's proxy
+        message = unwrapped(message)
         options = message.options
         self._slots.start(
             redis_id=options.get("redis_message_id", message.message_id),
