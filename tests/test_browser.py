@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connections
 
 from apps.tasks.enqueue import enqueue
 from apps.tasks.models import JobRecord, JobStatus
@@ -38,6 +39,9 @@ def browser_page(tmp_path, monkeypatch):
         page = context.new_page()
         page.set_default_timeout(20_000)
         yield page
+        # While Playwright's event loop runs in this thread, asgiref gives the ORM connections of
+        # their own: close them here, or they outlive the test and block dropping the test database.
+        connections.close_all()
         context.close()
         browser.close()
 
