@@ -12,6 +12,7 @@ lint:
 	scripts/bootstrap.sh
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports  # layers and no import cycles: [tool.importlinter] in pyproject.toml
 
 format:
 	.venv/bin/ruff format .

@@ -351,3 +351,21 @@ def install_signal_handlers() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, terminate)
+
+
+def setup(ctx: Context) -> None:
+    """The database (created, migrated), Redis reachable, Django configured in this process."""
+    import redis
+
+    ctx.database_url = prepare_database(ctx.database_url)
+    os.environ.update(ctx.env())
+    try:
+        ctx.redis().ping()
+    except redis.RedisError as exc:
+        raise BenchError(f"Redis at {mask(ctx.broker_url)} does not answer: {exc}") from exc
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)  # the project's apps and django_dramatiq's tables

@@ -41,6 +41,7 @@ from bench.common import (
     fmt_rate,
     prepare_database,
     reap,
+    setup,
     stop_all,
     wait_for,
 )
@@ -318,8 +319,6 @@ def main() -> None:
     parser.add_argument("--systems", default="bare,full,dd,celery")
     parser.add_argument("--database", default=DEFAULT_DATABASE)
     args = parser.parse_args()
-    from bench.run import setup
-
     ctx = Context(quick=False, runs=args.runs, database_url=prepare_database(args.database))
     setup(ctx)
     chosen = systems(ctx, args.threads)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DEFAULT_DATABASE, PYTHON, Context, delete_namespace, fmt_rate, run_json, stop_all
+from bench.common import DEFAULT_DATABASE, PYTHON, Context, delete_namespace, fmt_rate, run_json, setup, stop_all
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,7 +35,6 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     from bench import drain
-    from bench.run import setup
 
     ctx = Context(quick=False, runs=args.runs, database_url=args.database)
     setup(ctx)

@@ -42,9 +42,9 @@ from bench.common import (
     fmt_rate,
     mask,
     median_spread,
-    prepare_database,
     run_json,
     settle_database,
+    setup,
     stop_all,
 )
 
@@ -127,24 +127,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- set-up -------------------------------------------------------------------------------------
-
-
-def setup(ctx: Context) -> None:
-    """The database (created, migrated), Redis reachable, Django configured in this process."""
-    import redis
-
-    ctx.database_url = prepare_database(ctx.database_url)
-    os.environ.update(ctx.env())
-    try:
-        ctx.redis().ping()
-    except redis.RedisError as exc:
-        raise BenchError(f"Redis at {mask(ctx.broker_url)} does not answer: {exc}") from exc
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)  # the project's apps and django_dramatiq's tables
 
 
 def machine_facts(ctx: Context) -> dict[str, str]:
@@ -362,10 +344,10 @@ def clean_up(ctx: Context, django_ready: bool) -> None:
             from django.db import connection
 
             from apps.knowbase.models import Document, DocumentChunk
+            from apps.tasks import records
             from apps.tasks.models import JobRecord
-            from apps.tasks.services.recorder import get_recorder
 
-            get_recorder().stop()  # before the keys go: a last flush publishes events
+            records.stop()  # before the keys go: a last flush publishes events
             tables = [JobRecord._meta.db_table, "django_dramatiq_task", DocumentChunk._meta.db_table,
                       Document._meta.db_table]  # fmt: skip
             with connection.cursor() as cursor:

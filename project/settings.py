@@ -8,8 +8,9 @@ import dj_database_url
 import django
 from django.core.exceptions import ImproperlyConfigured
 
-from apps.tasks.config import DramatiqConfig, TaskConfig, TemporalConfig
+from apps.tasks.config import DramatiqConfig, TaskConfig
 from apps.tasks.logging import logging_config
+from apps.workflows.config import TemporalConfig
 
 from .env import env_bool, env_int, env_list, env_str
 
@@ -120,7 +121,8 @@ TASK_CONFIG = TaskConfig(
         redis_key_prefix=env_str("TASKS_REDIS_KEY_PREFIX", "dramatiq"),
         processes=env_int("DRAMATIQ_PROCESSES", 2),
         threads=env_int("DRAMATIQ_THREADS", 4),
-        queues=env_list("TASKS_EXTRA_QUEUES"),
+        # The knowledge base processes documents on its own queue.
+        queues=["knowledge", *env_list("TASKS_EXTRA_QUEUES")],
         middleware=env_list("TASKS_EXTRA_MIDDLEWARE"),
         prometheus_enabled=env_bool("TASKS_PROMETHEUS", False),
         heartbeat_timeout_ms=env_int("TASKS_HEARTBEAT_TIMEOUT_MS", 60_000),
@@ -128,6 +130,7 @@ TASK_CONFIG = TaskConfig(
         worker_shutdown_timeout_ms=env_int("TASKS_WORKER_SHUTDOWN_TIMEOUT_MS", 60_000),
         worker_heartbeat_interval_ms=env_int("TASKS_WORKER_HEARTBEAT_INTERVAL_MS", 5_000),
         max_worker_deaths=env_int("TASKS_MAX_WORKER_DEATHS", 3),
+        reconcile_grace_ms=env_int("TASKS_RECONCILE_GRACE_MS", 60_000),
         state_dir=env_str("TASKS_STATE_DIR", str(VAR_DIR / "run")),
         max_tasks_per_worker=env_int("TASKS_MAX_TASKS_PER_WORKER", 0) or None,
         max_worker_memory_mb=env_int("TASKS_MAX_WORKER_MEMORY_MB", 0) or None,
@@ -153,19 +156,21 @@ TASK_CONFIG = TaskConfig(
     log_format=env_str("TASKS_LOG_FORMAT", "plain"),
     metrics_enabled=env_bool("TASKS_METRICS", False),
     metrics_token=env_str("TASKS_METRICS_TOKEN", ""),
-    temporal=TemporalConfig(
-        enabled=env_bool("TEMPORAL_ENABLED", False),
-        address=env_str("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
-        namespace=env_str("TEMPORAL_NAMESPACE", "default"),
-        task_queue=env_str("TEMPORAL_TASK_QUEUE", "workflows"),
-        workers=env_int("TEMPORAL_WORKERS", 1),
-        activity_threads=env_int("TEMPORAL_ACTIVITY_THREADS", 8),
-        server_db_path=env_str("TEMPORAL_SERVER_DB", str(VAR_DIR / "temporal" / "dev-server.sqlite3")),
-        shutdown_timeout=env_int("TEMPORAL_SHUTDOWN_TIMEOUT_MS", 30_000) / 1000,
-        sticky_queue_timeout=env_int("TEMPORAL_STICKY_QUEUE_TIMEOUT_MS", 10_000) / 1000,
-    ),
 )
 globals().update(TASK_CONFIG.to_django_settings())
+
+# Durable workflows (apps.workflows): off unless TEMPORAL_ENABLED=1.
+TEMPORAL_CONFIG = TemporalConfig(
+    enabled=env_bool("TEMPORAL_ENABLED", False),
+    address=env_str("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+    namespace=env_str("TEMPORAL_NAMESPACE", "default"),
+    task_queue=env_str("TEMPORAL_TASK_QUEUE", "workflows"),
+    workers=env_int("TEMPORAL_WORKERS", 1),
+    activity_threads=env_int("TEMPORAL_ACTIVITY_THREADS", 8),
+    server_db_path=env_str("TEMPORAL_SERVER_DB", str(VAR_DIR / "temporal" / "dev-server.sqlite3")),
+    shutdown_timeout=env_int("TEMPORAL_SHUTDOWN_TIMEOUT_MS", 30_000) / 1000,
+    sticky_queue_timeout=env_int("TEMPORAL_STICKY_QUEUE_TIMEOUT_MS", 10_000) / 1000,
+)
 
 # Django's Tasks framework (django.tasks / the django-tasks backport) runs on our Dramatiq workers.
 TASKS = {"default": {"BACKEND": "apps.tasks.backends.DramatiqBackend"}}

@@ -25,4 +25,4 @@ grep -vE '^(django>=|django-tasks)' requirements/base.txt > .venv-django6/requir
 REDIS_URL=$(.venv/bin/python scripts/ensure_redis.py)
 export REDIS_URL
 echo "test_django6: $(.venv-django6/bin/python -c 'import django, sys; print("Django", django.get_version(), "on Python", sys.version.split()[0])')" >&2
-.venv-django6/bin/python -m pytest tests/test_django_tasks.py -q -p no:cacheprovider
+.venv-django6/bin/python -m pytest tests/tasks/test_backends.py -q -p no:cacheprovider

@@ -7,7 +7,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from tests.helpers import WorkerProcess, manage_env
+from apps.tasks import keys
+from tests.helpers import ManagedProcess, WorkerProcess, manage_env, process_env
 
 
 def _delete_namespace(client: redis.Redis, pattern: str) -> None:
@@ -21,10 +22,10 @@ def _records_go_to_the_test_database(django_db_setup, django_db_blocker) -> Iter
     """Create the test database first, so this process's record flusher and every worker
     subprocess write there; flush what is left before the database is destroyed."""
     yield
-    from apps.tasks.services.recorder import get_recorder
+    from apps.tasks import records
 
     with django_db_blocker.unblock():
-        get_recorder().stop()
+        records.stop()
     shutil.rmtree(settings.TASK_CONFIG.dramatiq.state_path, ignore_errors=True)
 
 
@@ -45,8 +46,13 @@ def broker_redis() -> Iterator[redis.Redis]:
 def _delete_queues(client: redis.Redis) -> None:
     """Delete queues, dead letters, events and test keys; keep what live workers own."""
     namespace = settings.TASK_CONFIG.dramatiq.redis_key_prefix
-    kept = tuple(
-        f"{namespace}:{name}" for name in ("__heartbeats__", "__acks__", "__inbox", "__idle__", "tasks:workers")
+    kept = (
+        keys.heartbeats(namespace),
+        keys.around_broker_id(keys.acks, namespace, "")[0],
+        keys.around_broker_id(keys.inbox, namespace, "")[0],
+        keys.inboxes(namespace),
+        keys.idle_consumers(namespace, ""),
+        keys.workers(namespace),
     )
     doomed = [key for key in client.scan_iter(match=f"{namespace}:*", count=1000) if not key.decode().startswith(kept)]
     for start in range(0, len(doomed), 500):
@@ -94,3 +100,20 @@ def start_worker(tmp_path, broker_redis) -> Iterator:
     yield _worker_starter(tmp_path, workers)
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture
+def start_manage(tmp_path, broker_redis) -> Iterator:
+    """Start ``manage.py`` subprocesses (e.g. ``runscheduler``) on this run's database and Redis
+    namespace; all are stopped after the test."""
+    processes: list[ManagedProcess] = []
+
+    def start(*args: str, **env_overrides: str) -> ManagedProcess:
+        name = f"{args[0]}-{len(processes)}.log"
+        process = ManagedProcess(*args, log_path=tmp_path / name, env=process_env(**env_overrides))
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        process.stop()

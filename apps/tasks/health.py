@@ -7,15 +7,20 @@ that live worker processes refresh (services.workers), never from the configurat
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-import dramatiq
+from django.conf import settings
 
 from apps.tasks.config import LIFECYCLE_MIDDLEWARE, get_task_config
+from apps.tasks.discovery import discover_task_modules
 from apps.tasks.redis_urls import mask_text, mask_url
+from apps.tasks.services.broker_info import broker_info
+from apps.tasks.services.ping import redis_latency_ms
+from apps.tasks.services.queues import queue_stats
+from apps.tasks.services.reconcile import lost_counts
+from apps.tasks.services.workers import live_workers
 
 OK, DEGRADED, DOWN = "ok", "degraded", "down"
 EXIT_CODES = {OK: 0, DEGRADED: 1, DOWN: 2}
@@ -50,24 +55,19 @@ def _add_sections(report: dict[str, Any]) -> dict[str, Any]:
 
 def configuration_errors() -> list[str]:
     """Checks of the running broker against TASK_CONFIG (settings that loaded can still disagree)."""
-    from django.conf import settings
-
-    from apps.tasks.broker import RedisBroker
-
     config = get_task_config()
     if not config.enabled:
         return []
     errors = []
-    broker = dramatiq.get_broker()
-    if not isinstance(broker, RedisBroker):
-        errors.append(f"the broker is {type(broker).__name__}, not apps.tasks.broker.RedisBroker")
+    broker = broker_info()
+    if not broker.is_task_broker:
+        errors.append(f"the broker is {broker.class_name}, not apps.tasks.broker.RedisBroker")
         return errors
     if broker.namespace != config.dramatiq.redis_key_prefix:
         errors.append(f"broker namespace {broker.namespace!r} != redis_key_prefix {config.dramatiq.redis_key_prefix!r}")
-    db = broker.client.connection_pool.connection_kwargs.get("db", 0)
-    if db != config.dramatiq.redis_db:
-        errors.append(f"the broker uses Redis DB {db}, the configuration says {config.dramatiq.redis_db}")
-    names = [f"{type(item).__module__}.{type(item).__name__}" for item in broker.middleware]
+    if broker.redis_db != config.dramatiq.redis_db:
+        errors.append(f"the broker uses Redis DB {broker.redis_db}, the configuration says {config.dramatiq.redis_db}")
+    names = broker.middleware
     lifecycle_class = LIFECYCLE_MIDDLEWARE.rsplit(".", 1)[1]
     positions = {name.rsplit(".", 1)[1]: index for index, name in enumerate(names)}
     if lifecycle_class not in positions:
@@ -82,10 +82,6 @@ def configuration_errors() -> list[str]:
 def get_task_health() -> dict[str, Any]:
     """The health report; ``status`` is ok, degraded (a queue without consumer, bad configuration)
     or down (Redis unreachable)."""
-    from apps.tasks.discovery import discover_task_modules
-    from apps.tasks.services.queues import queue_stats
-    from apps.tasks.services.workers import live_workers
-
     config = get_task_config()
     errors = configuration_errors()
     report: dict[str, Any] = {
@@ -102,13 +98,10 @@ def get_task_health() -> dict[str, Any]:
     if not config.enabled:
         return _add_sections(report)
     try:
-        from apps.tasks.broker import get_redis
-
-        started = time.perf_counter()
-        get_redis().ping()
-        report["redis_connection"].update(ok=True, latency_ms=round((time.perf_counter() - started) * 1000, 2))
+        report["redis_connection"].update(ok=True, latency_ms=redis_latency_ms())
         workers = live_workers()
         stats = queue_stats()
+        report["lost_messages"] = lost_counts()
     except Exception as exc:  # any Redis failure means down, with the reason and no secret
         report["redis_connection"]["error"] = mask_text(f"{type(exc).__name__}: {exc}")
         report["status"] = DOWN

@@ -7,6 +7,8 @@ dramatiq's own layout (namespace ``ns``): ``ns:Q`` ready ids, ``ns:Q.msgs`` enco
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dramatiq.common import dq_name, xq_name
 
 
@@ -48,6 +50,21 @@ def ping_result(namespace: str, token: str) -> str:
     return f"{namespace}:tasks:ping:{token}"
 
 
+def metrics(namespace: str) -> str:
+    """Hash holding every job counter and duration histogram of a namespace (services.metrics)."""
+    return f"{namespace}:tasks:metrics"
+
+
+def schedule_tick(namespace: str, name: str, tick: int) -> str:
+    """The claim of one tick (epoch seconds of its minute) of one schedule."""
+    return f"{namespace}:tasks:schedule:{name}:{tick}"
+
+
+def schedules_last_sent(namespace: str) -> str:
+    """Hash: schedule name → JSON of the last tick sent (tick, message id, when, by whom)."""
+    return f"{namespace}:tasks:schedules"
+
+
 def events(namespace: str) -> str:
     """The capped stream of lifecycle events."""
     return f"{namespace}:tasks:events"
@@ -71,6 +88,27 @@ def worker_deaths(namespace: str) -> str:
 def acks(namespace: str, broker_id: str, queue_name: str) -> str:
     """dramatiq's set of messages a broker process fetched from a queue and has not acknowledged."""
     return f"{namespace}:__acks__.{broker_id}.{queue_name}"
+
+
+def redelivered(namespace: str) -> str:
+    """Hash: Redis message id → when (ms) maintenance put it back from a dead broker process's acks
+    set. The consumer checks such a message's record before running it again (consumer.py)."""
+    return f"{namespace}:tasks:redelivered"
+
+
+def reconcile_lock(namespace: str) -> str:
+    """Held by the worker process running this interval's reconcile pass."""
+    return f"{namespace}:tasks:reconcile:lock"
+
+
+def reconcile_cursor(namespace: str) -> str:
+    """Where the last reconcile pass stopped (enqueued_at in µs and message id of its last record)."""
+    return f"{namespace}:tasks:reconcile:cursor"
+
+
+def lost_count(namespace: str) -> str:
+    """Hash: ``resent`` / ``lost`` → how many records the reconciler found without their message."""
+    return f"{namespace}:tasks:reconcile:counts"
 
 
 def recovery_lock(namespace: str, worker_id: str) -> str:
@@ -107,3 +145,10 @@ def inbox_owner(namespace: str, inbox_key: str) -> str:
 def inboxes(namespace: str) -> str:
     """Set of every inbox key, so that recovery can delete those of dead broker processes."""
     return f"{namespace}:__inboxes__"
+
+
+def around_broker_id(key: Callable[[str, str, str], str], namespace: str, queue_name: str) -> tuple[str, str]:
+    """What comes before and after the broker id in a per-broker key (``acks``, ``inbox``), for a
+    Lua script that learns the broker id itself."""
+    before, after = key(namespace, "\0", queue_name).split("\0")
+    return before, after

@@ -19,9 +19,16 @@ from typing import Any
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import choose_encoder
 
 from apps.tasks.config import get_task_config
 from apps.tasks.redis_urls import mask_text
+from apps.tasks.services import metrics
+from apps.tasks.services.metrics import BUCKETS
+from apps.tasks.services.queues import queue_stats
+from apps.tasks.services.workers import live_workers
 
 logger = logging.getLogger(__name__)
 
@@ -30,21 +37,11 @@ class TaskCollector:
     """A prometheus_client collector whose every sample comes from Redis when ``collect`` runs."""
 
     def collect(self) -> Iterator[Any]:
-        import dramatiq
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-        from apps.tasks.broker import get_redis
-        from apps.tasks.services import metrics
-        from apps.tasks.services.queues import queue_stats
-        from apps.tasks.services.workers import live_workers
-
         up = GaugeMetricFamily("tasks_redis_up", "1 when the broker's Redis answered this scrape, else 0.")
         try:
-            client = get_redis()
-            namespace = dramatiq.get_broker().namespace
             stats = queue_stats()
             workers = live_workers()
-            totals = metrics.read(client, namespace)
+            totals = metrics.read_totals()
         except Exception as exc:
             logger.warning("Metrics scrape: Redis failed: %s", mask_text(str(exc)))
             up.add_metric([], 0)
@@ -92,10 +89,6 @@ class TaskCollector:
 
     @staticmethod
     def _durations(totals: Any) -> Any:
-        from prometheus_client.core import HistogramMetricFamily
-
-        from apps.tasks.services.metrics import BUCKETS
-
         family = HistogramMetricFamily(
             "tasks_duration_seconds", "Time attempts took, over every worker process.", labels=["queue", "actor"]
         )
@@ -112,9 +105,6 @@ class TaskCollector:
 def render_metrics(accept: str = "") -> tuple[bytes, str]:
     """The exposition in the format the ``Accept`` header asks for (OpenMetrics or Prometheus text
     0.0.4 by default), and its content type; a fresh registry holding only TaskCollector."""
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.exposition import choose_encoder
-
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TaskCollector())
     encode, content_type = choose_encoder(accept)

@@ -5,17 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.mail import mail_admins
+from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
+
+from apps.tasks.config import get_task_config
 
 logger = logging.getLogger(__name__)
 
 
 def admin_link(message_id: str) -> str:
     """The admin change page of a job record (absolute when TASK_CONFIG.admin_base_url is set)."""
-    from django.urls import NoReverseMatch, reverse
-
-    from apps.tasks.config import get_task_config
-
     try:
         path = reverse("admin:tasks_jobrecord_change", args=[message_id])
     except NoReverseMatch:
@@ -25,9 +26,6 @@ def admin_link(message_id: str) -> str:
 
 def mail_admins_notifier(job: Any) -> None:
     """Mail ``settings.ADMINS`` with the actor, id, error and admin link of a dead-lettered job."""
-    from django.conf import settings
-    from django.core.mail import mail_admins
-
     if not settings.ADMINS:
         logger.warning(
             "Job %s (%s) is dead-lettered: %s: %s. No ADMINS configured, so nobody was mailed.",
@@ -47,8 +45,6 @@ def mail_admins_notifier(job: Any) -> None:
 
 def notify_dead_letter(job: Any) -> None:
     """Call the configured notifier; any failure of it (no mail server, bad path) is logged."""
-    from apps.tasks.config import get_task_config
-
     path = get_task_config().dead_letter_notifier
     if not path:
         return

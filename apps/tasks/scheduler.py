@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,8 +25,15 @@ from importlib import import_module
 from typing import Any
 
 import dramatiq
+from apscheduler.triggers.cron import CronTrigger
+from django.db import connections
+from django.utils import timezone as django_timezone
 
+from apps.tasks import keys
+from apps.tasks.broker import get_redis
 from apps.tasks.config import ScheduleEntry, get_task_config
+from apps.tasks.enqueue import enqueue, resolve_actor
+from apps.tasks.records import worker_label
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +42,6 @@ TICK_TTL_SECONDS = 24 * 3600
 #: A crontab job fires at second 0 of its minute; one firing later than this is skipped, not sent
 #: (APScheduler's misfire grace time). Below 30 s, so rounding to the nearest minute names the tick.
 MISFIRE_GRACE_SECONDS = 25
-
-
-def tick_key(namespace: str, name: str, tick: int) -> str:
-    """The claim of one tick (epoch seconds of its minute) of one schedule."""
-    return f"{namespace}:tasks:schedule:{name}:{tick}"
-
-
-def last_sent_key(namespace: str) -> str:
-    """Hash: schedule name → JSON of the last tick sent (tick, message id, when, by whom)."""
-    return f"{namespace}:tasks:schedules"
 
 
 def current_tick(now: float | None = None) -> int:
@@ -59,8 +54,6 @@ def current_tick(now: float | None = None) -> int:
 def resolve_schedule_actor(reference: str) -> dramatiq.Actor:
     """The actor an entry names: a dotted path (``apps.tasks.tasks.purge_job_records_task``) is
     imported; a bare name is looked up in the broker after task discovery."""
-    from apps.tasks.enqueue import resolve_actor
-
     module_path, _, attribute = reference.rpartition(".")
     if not module_path:
         return resolve_actor(reference)
@@ -70,21 +63,12 @@ def resolve_schedule_actor(reference: str) -> dramatiq.Actor:
     return actor
 
 
-def _label() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def send_tick(entry: ScheduleEntry, actor: dramatiq.Actor, tick: int) -> str | None:
     """Send ``entry``'s message for ``tick`` unless another scheduler did: its message id, or None."""
-    from django.db import connections
-
-    from apps.tasks.broker import get_redis
-    from apps.tasks.enqueue import enqueue
-
     client = get_redis()
     namespace = dramatiq.get_broker().namespace
-    claim = tick_key(namespace, entry.name, tick)
-    if not client.set(claim, _label(), nx=True, ex=TICK_TTL_SECONDS):
+    claim = keys.schedule_tick(namespace, entry.name, tick)
+    if not client.set(claim, worker_label(), nx=True, ex=TICK_TTL_SECONDS):
         logger.info("Schedule %s: tick %s was sent by another scheduler.", entry.name, _iso(tick))
         return None
     try:
@@ -98,8 +82,8 @@ def send_tick(entry: ScheduleEntry, actor: dramatiq.Actor, tick: int) -> str | N
         return None
     finally:
         connections.close_all()  # scheduler threads run a tick in minutes: no idle connections between
-    sent = {"tick": tick, "message_id": message_id, "sent_at": time.time(), "by": _label()}
-    client.hset(last_sent_key(namespace), entry.name, json.dumps(sent))
+    sent = {"tick": tick, "message_id": message_id, "sent_at": time.time(), "by": worker_label()}
+    client.hset(keys.schedules_last_sent(namespace), entry.name, json.dumps(sent))
     logger.info("Schedule %s: sent %s (job %s) for tick %s.", entry.name, actor.actor_name, message_id, _iso(tick))
     return message_id
 
@@ -141,24 +125,19 @@ def scheduled_sends(schedules: tuple[ScheduleEntry, ...] | None = None) -> list[
 
 def next_run(entry: ScheduleEntry, after: datetime | None = None) -> datetime | None:
     """When ``entry`` fires next (in the Django time zone, as the scheduler counts)."""
-    from apscheduler.triggers.cron import CronTrigger
-    from django.utils import timezone as django_timezone
-
     trigger = CronTrigger.from_crontab(entry.cron, timezone=django_timezone.get_default_timezone())
     return trigger.get_next_fire_time(None, after or datetime.now(timezone.utc))
 
 
 def last_sent() -> dict[str, dict[str, Any]]:
     """Schedule name → the last tick a scheduler sent (from Redis)."""
-    from apps.tasks.broker import get_redis
-
-    raw = get_redis().hgetall(last_sent_key(dramatiq.get_broker().namespace))
+    raw = get_redis().hgetall(keys.schedules_last_sent(dramatiq.get_broker().namespace))
     return {name.decode(): json.loads(value) for name, value in raw.items()}
 
 
 def register(sends: list[ScheduledSend]) -> Any:
     """Add the schedules to dramatiq-crontab's scheduler and return it (not started)."""
-    from dramatiq_crontab import cron, scheduler
+    from dramatiq_crontab import cron, scheduler  # builds its global scheduler on import: only where used
 
     scheduler.configure(
         job_defaults={"misfire_grace_time": MISFIRE_GRACE_SECONDS, "coalesce": True, "max_instances": 1},

@@ -6,15 +6,16 @@ import logging
 from typing import Any
 
 import dramatiq
+from django.utils import timezone
 
-from . import keys
-from .broker import get_redis
+from .backends import TaskContext, normalize_json, resolve_task, task_backends
 from .config import get_task_config
 from .decorators import task
+from .logging import current_job
+from .services.ping import record_pong
+from .services.records import purge_old_records
 
 logger = logging.getLogger(__name__)
-
-PING_RESULT_TTL_SECONDS = 300
 
 # Workers consume every configured queue, also those no actor of theirs declares yet:
 # Django Tasks choose their queue per call (see run_django_task).
@@ -25,8 +26,7 @@ for _queue in get_task_config().dramatiq.queues:
 @dramatiq.actor(queue_name="default", max_retries=0)
 def ping(token: str) -> None:
     """Record that a worker ran this message, so a caller can prove the queue is served."""
-    broker = dramatiq.get_broker()
-    get_redis().set(keys.ping_result(broker.namespace, token), "pong", ex=PING_RESULT_TTL_SECONDS)
+    record_pong(token)
 
 
 @dramatiq.actor(queue_name="default", max_retries=0)
@@ -35,30 +35,17 @@ def run_django_task(module_path: str, args: list, kwargs: dict, takes_context: b
 
     Not retried: the framework has no retry policy, so a failure is final (status FAILED).
     """
-    from django.utils import timezone
-
-    from apps.tasks.backends import resolve_task
-    from apps.tasks.middleware.lifecycle import current_message_id
-
-    try:
-        from django.tasks import TaskContext, task_backends
-    except ImportError:
-        from django_tasks import TaskContext, task_backends
-
     task = resolve_task(module_path)
     if takes_context:
         backend = task_backends[backend_alias]
-        result = backend.running_result(current_message_id() or "", task, args, kwargs, timezone.now())
+        job = current_job.get()
+        result = backend.running_result(job.job_id if job else "", task, args, kwargs, timezone.now())
         return _json_safe(task.call(TaskContext(task_result=result), *args, **kwargs))
     return _json_safe(task.call(*args, **kwargs))
 
 
 def _json_safe(value: Any) -> Any:
     """What the framework stores: the value as JSON would give it back (tuples become lists)."""
-    try:
-        from django.utils.json import normalize_json  # Django >= 6.0
-    except ImportError:
-        from django_tasks.utils import normalize_json
     return normalize_json(value)
 
 
@@ -66,8 +53,6 @@ def _json_safe(value: Any) -> Any:
 def purge_job_records_task(days: int | None = None) -> int:
     """Retention, sent by the scheduler (TASK_CONFIG.schedules): delete finished job records older
     than ``days`` (default ``record_retention_days``); returns how many went."""
-    from .services.records import purge_old_records
-
     days = get_task_config().record_retention_days if days is None else days
     deleted = purge_old_records(days)
     logger.info("Purged %d finished job records older than %d days.", deleted, days)

@@ -10,6 +10,9 @@ class WorkflowsConfig(AppConfig):
     def ready(self) -> None:
         # The section reports nothing while Temporal is disabled; temporalio is imported only when it is on.
         from apps.tasks.health import register_health_section
+        from apps.tasks.services.records import register_record_queues
+        from apps.workflows.config import temporal_record_queues
         from apps.workflows.health import temporal_health
 
         register_health_section("temporal", temporal_health)
+        register_record_queues(temporal_record_queues)

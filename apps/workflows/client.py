@@ -15,29 +15,27 @@ from typing import TYPE_CHECKING, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
+from apps.workflows.config import TemporalConfig, get_temporal_config
+
 if TYPE_CHECKING:
     from temporalio.client import Client
-
-    from apps.tasks.config import TemporalConfig
 
 T = TypeVar("T")
 
 
 class WorkflowsDisabled(ImproperlyConfigured):
-    """Temporal is off (``TASK_CONFIG.temporal.enabled`` is False): nothing may connect to it."""
+    """Temporal is off (``TEMPORAL_CONFIG.enabled`` is False): nothing may connect to it."""
 
 
 def temporal_config() -> TemporalConfig:
-    """The running ``TASK_CONFIG.temporal``."""
-    from apps.tasks.config import get_task_config
-
-    return get_task_config().temporal
+    """The running ``TEMPORAL_CONFIG``."""
+    return get_temporal_config()
 
 
 def require_enabled() -> TemporalConfig:
     config = temporal_config()
     if not config.enabled:
-        raise WorkflowsDisabled("Temporal is disabled: set TEMPORAL_ENABLED=1 (TASK_CONFIG.temporal.enabled).")
+        raise WorkflowsDisabled("Temporal is disabled: set TEMPORAL_ENABLED=1 (TEMPORAL_CONFIG.enabled).")
     return config
 
 

@@ -1,6 +1,6 @@
 """Which workflow and activity modules the Temporal worker loads, found the way task modules are.
 
-Every installed app is searched for the module names in ``TASK_CONFIG.temporal.workflow_modules``
+Every installed app is searched for the module names in ``TEMPORAL_CONFIG.workflow_modules``
 (``workflows`` and ``activities`` by default); the ``@workflow.defn`` classes and ``@activity.defn``
 callables those modules define or import are what ``manage.py runtemporal`` registers.
 """

@@ -77,12 +77,12 @@ class _ActivityLifecycle(ActivityInboundInterceptor):
 
 
 def _emit(name: str, info: activity.Info, meta: dict[str, Any]) -> None:
-    from apps.tasks.services.recorder import get_recorder
+    from apps.tasks import records
     from apps.workflows.records import temporal_event
 
     event = temporal_event(name, job_id=info.workflow_id or "", queue=info.task_queue, actor=info.activity_type,
                            meta=dict(meta))  # fmt: skip
-    get_recorder().event(event)  # buffered: the flusher thread publishes it within record_flush_interval_ms
+    records.record_event(event)  # buffered: the flusher thread publishes it within record_flush_interval_ms
 
 
 class _WorkflowLifecycle(WorkflowInboundInterceptor):

@@ -1,4 +1,5 @@
-"""The workflow lifecycle as the worker reports it: the event and the local activity that records it.
+"""The workflow lifecycle as the worker reports it: the event, and the name of the local activity
+that records it (``apps.workflows.records.record_workflow_event``).
 
 Importable inside the workflow sandbox (no Django at module level): the interceptor builds
 ``WorkflowEvent`` there; the activity runs in the worker's activity threads, where Django is set up.
@@ -8,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-from temporalio import activity
 
 RECORD_ACTIVITY = "record_workflow_event"
 
@@ -31,11 +30,3 @@ class WorkflowEvent:
     result: Any = None
     error_type: str = ""
     error_message: str = ""
-
-
-@activity.defn(name=RECORD_ACTIVITY)
-def record_workflow_event(event: WorkflowEvent) -> None:
-    """Write the job record and publish the event (run as a local activity by the interceptor)."""
-    from apps.workflows.records import apply_workflow_event
-
-    apply_workflow_event(event)

@@ -12,17 +12,14 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from temporalio import activity
+
+from apps.tasks import records
+from apps.tasks.config import get_task_config
 from apps.tasks.models import TERMINAL_STATUSES, JobBackend, JobRecord, JobStatus
-from apps.tasks.services.recorder import (
-    Transition,
-    event_fields,
-    get_recorder,
-    now,
-    publish_events,
-    worker_label,
-    write_transitions,
-)
-from apps.workflows.lifecycle import WorkflowEvent
+from apps.tasks.records import Transition, event_fields, now, worker_label
+from apps.tasks.records.serialization import stored_result
+from apps.workflows.lifecycle import RECORD_ACTIVITY, WorkflowEvent
 
 logger = logging.getLogger(__name__)
 
@@ -33,23 +30,18 @@ CANCELLED_ERROR = "temporalio.exceptions.CancelledError"
 def temporal_event(
     event: str, *, job_id: str, queue: str, actor: str, meta: dict[str, Any] | None = None, at: datetime | None = None
 ) -> dict[str, str]:
-    """An event in the stream's schema, from Temporal."""
+    """An event that is no state change of the job (activity progress), in the stream's schema, from Temporal."""
     return event_fields(event, job_id=job_id, queue=queue, actor=actor, meta=meta, at=at, source=SOURCE)
 
 
 def publish(events: list[dict[str, str]]) -> None:
     """Publish now; if Redis refuses, the process's recorder keeps them and retries."""
-    try:
-        publish_events(events)
-    except Exception:
-        logger.warning("Could not publish %d Temporal events now; buffered for retry.", len(events), exc_info=True)
-        recorder = get_recorder()
-        for item in events:
-            recorder.event(item)
+    for item in events:
+        records.record_event(item, wait=True)
 
 
 def pending_transition(
-    job_id: str, actor: str, queue: str, args: Any = (), kwargs: Any = None, error: str = ""
+    job_id: str, actor: str, queue: str, args: Any = (), kwargs: Any = None, error: str = "", meta: dict | None = None
 ) -> Transition:
     return Transition(
         message_id=job_id,
@@ -59,9 +51,10 @@ def pending_transition(
         enqueued_at=now(),
         args=args,
         kwargs=kwargs or {},
-        error_type="apps.tasks.enqueue.EnqueueError" if error else "",
+        error_type=records.ENQUEUE_ERROR_TYPE if error else "",
         error_message=error,
         backend=SOURCE,
+        meta=meta,
     )
 
 
@@ -76,9 +69,6 @@ _STATUSES = {
 def apply_workflow_event(event: WorkflowEvent) -> None:
     """Write the job record's transition (synchronously: once a workflow's result is out, so is its
     record) and publish the event."""
-    from apps.tasks.config import get_task_config
-    from apps.tasks.services.serialization import stored_result
-
     at = datetime.fromisoformat(event.at)
     transition = Transition(
         message_id=event.job_id,
@@ -90,8 +80,8 @@ def apply_workflow_event(event: WorkflowEvent) -> None:
         attempts=event.attempt,
         worker=worker_label(),
         backend=SOURCE,
+        meta={"kind": "workflow", "run_id": event.run_id},
     )
-    meta: dict[str, Any] = {"kind": "workflow", "run_id": event.run_id, "attempt": event.attempt}
     if event.event == "started":
         transition.started_at = at
     else:
@@ -104,11 +94,16 @@ def apply_workflow_event(event: WorkflowEvent) -> None:
         else:
             transition.error_type = CANCELLED_ERROR if event.event == "cancelled" else event.error_type
             transition.error_message = event.error_message or event.event
-            meta.update(error_type=transition.error_type, error=transition.error_message[:500])
-    write_transitions([transition])
-    get_recorder().flush()  # this process's buffered activity events go first: the stream stays in order
-    publish([temporal_event(event.event, job_id=event.job_id, queue=event.task_queue, actor=event.workflow_type,
-                            meta=meta, at=at)])  # fmt: skip
+            transition.event = event.event if event.event == "cancelled" else None
+    # Synchronously: once a workflow's result is out, so is its record. This process's buffered
+    # activity events are published first, so the stream stays in order.
+    records.record(transition, wait=True)
+
+
+@activity.defn(name=RECORD_ACTIVITY)
+def record_workflow_event(event: WorkflowEvent) -> None:
+    """Write the job record and publish the event (run as a local activity by the interceptor)."""
+    apply_workflow_event(event)
 
 
 def _stored_start(job_id: str) -> datetime | None:
@@ -140,7 +135,7 @@ def reconcile(job_id: str, status: str, close_time: datetime | None, workflow_ty
     job_status, error_type = mapped
     finished = close_time or now()
     started = record.started_at if record is not None else None
-    write_transitions([
+    records.record(
         Transition(
             message_id=job_id,
             actor_name=workflow_type,
@@ -152,6 +147,7 @@ def reconcile(job_id: str, status: str, close_time: datetime | None, workflow_ty
             error_type=error_type,
             error_message=f"workflow {status.lower()}" if error_type else "",
             backend=SOURCE,
-        )
-    ])  # fmt: skip
+        ),
+        wait=True,
+    )
     return True

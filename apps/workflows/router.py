@@ -129,7 +129,7 @@ def _plain(value: Any) -> Any:
 
 
 def _to_temporal(job: Job, reasons: list[str]) -> str:
-    from apps.tasks.services.recorder import write_transitions
+    from apps.tasks import records
     from apps.workflows.client import temporal_config
     from apps.workflows.records import pending_transition
 
@@ -141,8 +141,8 @@ def _to_temporal(job: Job, reasons: list[str]) -> str:
         workflow, workflow_args = job.name, list(job.args)
     else:
         workflow, workflow_args = "RunActorWorkflow", [_actor_call(job)]
-    write_transitions([pending_transition(job_id, job.name, config.task_queue, _plain(list(job.args)),
-                                          _plain(dict(job.kwargs)))])  # fmt: skip
+    pending = pending_transition(job_id, job.name, config.task_queue, _plain(list(job.args)), _plain(dict(job.kwargs)))
+    records.record(pending, wait=True, publish=False)  # "enqueued" goes out as the workflow starts
     start = partial(_start, job_id, job.name, workflow, workflow_args, reasons)
     if transaction.get_connection().in_atomic_block:
         transaction.on_commit(start, robust=True)
@@ -179,10 +179,10 @@ def _actor_call(job: Job):
 
 def _start(job_id: str, name: str, workflow: str, args: list[Any], reasons: list[str]) -> None:
     """Start the workflow (id = job id) and publish ``enqueued``; on failure the record says why."""
+    from apps.tasks import records
     from apps.tasks.enqueue import EnqueueError
-    from apps.tasks.services.recorder import write_transitions
     from apps.workflows import client
-    from apps.workflows.records import pending_transition, publish, temporal_event
+    from apps.workflows.records import pending_transition
 
     config = client.temporal_config()
 
@@ -193,11 +193,12 @@ def _start(job_id: str, name: str, workflow: str, args: list[Any], reasons: list
 
     # Published first, so the stream shows it before the worker's "started".
     meta = {"workflow": workflow, "reasons": reasons}
-    publish([temporal_event("enqueued", job_id=job_id, queue=config.task_queue, actor=name, meta=meta)])
+    for event in records.events_for(pending_transition(job_id, name, config.task_queue, meta=meta)):
+        records.record_event(event, wait=True)
     try:
         client.run(start, config)
     except Exception as exc:
         reason = f"workflow start failed: {type(exc).__name__}: {exc}"
         logger.error("Job %s (%s) stays pending: %s", job_id, name, reason)
-        write_transitions([pending_transition(job_id, name, config.task_queue, error=reason)])
+        records.record(pending_transition(job_id, name, config.task_queue, error=reason), wait=True, publish=False)
         raise EnqueueError(reason) from exc

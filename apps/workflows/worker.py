@@ -12,7 +12,7 @@ from apps.workflows.client import connect, require_enabled
 from apps.workflows.discovery import Definitions, load_definitions
 
 if TYPE_CHECKING:
-    from apps.tasks.config import TemporalConfig
+    from apps.workflows.config import TemporalConfig
 
 logger = logging.getLogger(__name__)
 

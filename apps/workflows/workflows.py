@@ -1,6 +1,5 @@
 """The workflows this app ships; ``manage.py runtemporal`` finds them here (``<app>.workflows``)."""
 
-from apps.workflows.reindex.workflow import ReindexKnowledgeWorkflow
 from apps.workflows.run_actor import RunActorWorkflow
 
-__all__ = ["ReindexKnowledgeWorkflow", "RunActorWorkflow"]
+__all__ = ["RunActorWorkflow"]

@@ -13,11 +13,10 @@ from apps.knowbase.services.embeddings import (
     Embedder,
     EmbeddingError,
     HashingEmbedder,
-    bytes_to_vector,
     embed_texts,
     get_embedder,
-    vector_to_bytes,
 )
+from apps.knowbase.vectors import bytes_to_vector, vector_to_bytes
 from tests.helpers import ROOT
 
 

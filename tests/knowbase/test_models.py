@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from apps.knowbase.models import Document, DocumentStatus
 from apps.knowbase.services.processing import process_document
 from apps.tasks.models import JobStatus
-from apps.tasks.services.recorder import wait_until_flushed
+from apps.tasks.records import wait_until_flushed
 
 from .conftest import job_records_for, messages_for, redis_unreachable
 

@@ -182,7 +182,7 @@ def test_a_fresh_claim_blocks_others_and_an_abandoned_one_is_taken_over(settings
     takeover = claim_document(document.pk)
     assert isinstance(takeover, Claim) and takeover.attempt == 2
     # The abandoned claim's late result is discarded.
-    assert processing._finish(claim, DocumentStatus.FAILED, "late") is False
+    assert processing._fail(claim, "late") is False
 
 
 def test_a_retry_of_the_same_message_takes_back_a_claim_its_failed_attempt_left(monkeypatch):
@@ -191,14 +191,14 @@ def test_a_retry_of_the_same_message_takes_back_a_claim_its_failed_attempt_left(
     from apps.tasks.logging import JobContext, current_job
 
     document = make(content="")  # rejected: the outcome is one write, which the database refuses once
-    real_finish = processing._finish
+    real_fail = processing._fail
     refusals = iter([OperationalError("database is locked")])
 
-    def finish_once_refused(*args, **kwargs):
+    def fail_once_refused(*args, **kwargs):
         error = next(refusals, None)
         if error is not None:
             raise error
-        return real_finish(*args, **kwargs)
+        return real_fail(*args, **kwargs)
 
     def run_as(message_id: str, attempt: int):
         token = current_job.set(JobContext(message_id, "process_document_async", "knowledge", attempt))
@@ -207,7 +207,7 @@ def test_a_retry_of_the_same_message_takes_back_a_claim_its_failed_attempt_left(
         finally:
             current_job.reset(token)
 
-    monkeypatch.setattr(processing, "_finish", finish_once_refused)
+    monkeypatch.setattr(processing, "_fail", fail_once_refused)
     message_id = "0b6f4a3e-5d1c-4f7e-9a8b-1c2d3e4f5a6b"
     with pytest.raises(OperationalError):
         run_as(message_id, 1)

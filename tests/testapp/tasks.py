@@ -55,6 +55,12 @@ import time  # noqa: E402
 
 
 @task(queue_name="default", max_retries=0)
+def take_a_moment(seconds: float) -> None:
+    """Work that needs no Redis: its record alone tells that it ran (Redis restart tests)."""
+    time.sleep(seconds)
+
+
+@task(queue_name="default", max_retries=0)
 def mark_slowly(key: str, number: int, seconds: float = 0.01) -> None:
     """Take a moment, then record ``number`` in a set: idempotent, so a redelivery cannot double it."""
     time.sleep(seconds)

@@ -33,8 +33,7 @@ def temporal_server(tmp_path_factory) -> Iterator[DevServer]:
 @pytest.fixture(scope="module")
 def temporal(temporal_server):
     """Temporal enabled in this process for the module, on a task queue of the module's own."""
-    base = settings.TASK_CONFIG
-    config = base.temporal.model_copy(
+    config = settings.TEMPORAL_CONFIG.model_copy(
         update={
             "enabled": True,
             "address": temporal_server.address,
@@ -43,7 +42,7 @@ def temporal(temporal_server):
             "shutdown_timeout": SHUTDOWN_TIMEOUT_MS / 1000,
         }
     )
-    override = override_settings(TASK_CONFIG=base.model_copy(update={"temporal": config}))
+    override = override_settings(TEMPORAL_CONFIG=config)
     override.enable()
     yield config
     override.disable()

@@ -10,9 +10,9 @@ from django.core.management import CommandError, call_command
 
 from apps.tasks.models import JobStatus
 from tests.helpers import manage_env, run_manage, wait_for
+from tests.knowbase.reindex.documents import indexed_documents, start_reindex
 
 from .conftest import worker_env
-from .documents import indexed_documents, start_reindex
 from .helpers import TemporalWorker, wait_for_phase, wait_for_record
 
 pytestmark = pytest.mark.django_db(transaction=True)

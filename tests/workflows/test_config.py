@@ -9,18 +9,27 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from apps.tasks.config import TaskConfig, TemporalConfig
+from apps.tasks.config import TaskConfig
+from apps.workflows.config import TemporalConfig, get_temporal_config
 from tests.helpers import ROOT, manage_env
 
 
-def test_off_by_default_and_settings_unchanged():
-    config = TaskConfig()
-    assert config.temporal == TemporalConfig()
-    assert config.temporal.enabled is False
-    assert (config.temporal.address, config.temporal.namespace, config.temporal.task_queue) == (
-        "127.0.0.1:7233", "default", "workflows",
-    )  # fmt: skip
-    assert "TEMPORAL" not in " ".join(config.to_django_settings())  # nothing new in Django's namespace
+def test_off_by_default_and_the_task_layer_knows_nothing_of_it(settings):
+    del settings.TEMPORAL_CONFIG
+    config = get_temporal_config()
+    assert config == TemporalConfig()
+    assert config.enabled is False
+    assert (config.address, config.namespace, config.task_queue) == ("127.0.0.1:7233", "default", "workflows")
+    assert "temporal" not in TaskConfig.model_fields  # Temporal is configured by apps.workflows alone
+    assert "TEMPORAL" not in " ".join(TaskConfig().to_django_settings())
+
+
+def test_a_dict_setting_is_validated(settings):
+    settings.TEMPORAL_CONFIG = {"enabled": False, "task_queue": "long"}
+    assert get_temporal_config().task_queue == "long"
+    settings.TEMPORAL_CONFIG = {"task_queue": "has space"}
+    with pytest.raises(ValidationError, match="task_queue"):
+        get_temporal_config()
 
 
 @pytest.mark.parametrize(
@@ -49,7 +58,7 @@ def test_addresses_with_names_and_ipv6():
 def test_settings_read_the_environment():
     code = (
         "import json, django; django.setup(); from django.conf import settings; "
-        "t = settings.TASK_CONFIG.temporal; "
+        "t = settings.TEMPORAL_CONFIG; "
         "print(json.dumps([t.enabled, t.address, t.namespace, t.task_queue, t.workers, t.activity_threads, "
         "t.shutdown_timeout, t.sticky_queue_timeout, t.server_db_path]))"
     )
@@ -68,10 +77,11 @@ def test_settings_read_the_environment():
 def test_discovery_finds_the_apps_workflow_modules(settings):
     from apps.workflows.discovery import discover_workflow_modules, load_definitions
 
-    temporal = settings.TASK_CONFIG.temporal.model_copy(update={"enabled": True})
-    settings.TASK_CONFIG = settings.TASK_CONFIG.model_copy(update={"temporal": temporal})
+    settings.TEMPORAL_CONFIG = settings.TEMPORAL_CONFIG.model_copy(update={"enabled": True})
 
-    assert discover_workflow_modules() == ["apps.workflows.workflows", "apps.workflows.activities"]
+    assert discover_workflow_modules() == [
+        "apps.knowbase.workflows", "apps.knowbase.activities", "apps.workflows.workflows", "apps.workflows.activities",
+    ]  # fmt: skip
     definitions = load_definitions()
     assert set(definitions.workflows) == {"ReindexKnowledgeWorkflow", "RunActorWorkflow"}
     assert {"record_workflow_event", "reindex_batch", "reindex_restore_backups", "run_actor"} <= set(
@@ -82,7 +92,7 @@ def test_discovery_finds_the_apps_workflow_modules(settings):
 def test_workflow_modules_import_no_django_at_module_level():
     """The sandbox re-imports workflow modules: importing them must not pull Django in."""
     code = (
-        "import sys; import apps.workflows.reindex.workflow, apps.workflows.run_actor, apps.workflows.lifecycle; "
+        "import sys; import apps.knowbase.reindex.workflow, apps.workflows.run_actor, apps.workflows.lifecycle; "
         "print(sorted(name for name in sys.modules if name == 'django' or name.startswith('django.')))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -18,18 +18,16 @@ from .conftest import worker_env
 
 
 def with_temporal(**changes):
-    return settings.TASK_CONFIG.model_copy(
-        update={"temporal": settings.TASK_CONFIG.temporal.model_copy(update=changes)}
-    )
+    return settings.TEMPORAL_CONFIG.model_copy(update=changes)
 
 
 def test_no_section_while_temporal_is_disabled(settings, broker_redis):
-    settings.TASK_CONFIG = with_temporal(enabled=False)
+    settings.TEMPORAL_CONFIG = with_temporal(enabled=False)
     assert "temporal" not in get_task_health()
 
 
 def test_an_unreachable_server_is_down_and_degrades_the_report(temporal, settings, broker_redis):
-    settings.TASK_CONFIG = with_temporal(address=f"127.0.0.1:{free_port()}", connect_timeout=1.0)
+    settings.TEMPORAL_CONFIG = with_temporal(address=f"127.0.0.1:{free_port()}", connect_timeout=1.0)
     report = get_task_health()
     section = report["temporal"]
     assert section["status"] == "down" and not section["server"]["ok"]

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from apps.tasks.models import JobBackend, JobRecord, JobStatus
+from apps.tasks.records import Transition, event_fields, write_transitions
 from apps.tasks.services import records
-from apps.tasks.services.recorder import Transition, event_fields, write_transitions
 from apps.workflows.lifecycle import WorkflowEvent
 from apps.workflows.records import CANCELLED_ERROR, apply_workflow_event, reconcile
 from tests.helpers import stream_events
@@ -18,8 +18,9 @@ T0 = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def with_temporal(settings, **changes) -> None:
-    temporal = settings.TASK_CONFIG.temporal.model_copy(update={"enabled": True, "task_queue": "long", **changes})
-    settings.TASK_CONFIG = settings.TASK_CONFIG.model_copy(update={"temporal": temporal})
+    settings.TEMPORAL_CONFIG = settings.TEMPORAL_CONFIG.model_copy(
+        update={"enabled": True, "task_queue": "long", **changes}
+    )
 
 
 def test_event_source_defaults_to_dramatiq():

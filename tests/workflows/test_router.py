@@ -49,7 +49,7 @@ def test_reasons_name_every_characteristic(temporal):
 def test_with_temporal_disabled_short_jobs_still_go_to_dramatiq_and_long_ones_are_refused(
     broker_redis, clean_queues, settings
 ):
-    settings.TASK_CONFIG = _with_temporal(settings.TASK_CONFIG.temporal.model_copy(update={"enabled": False}))
+    settings.TEMPORAL_CONFIG = settings.TEMPORAL_CONFIG.model_copy(update={"enabled": False})
     router = JobRouter()
     job_id = router.enqueue(Job("add", args=(1, 2)))
     assert JobRecord.objects.get(pk=job_id).backend == JobBackend.DRAMATIQ
@@ -76,18 +76,12 @@ def test_a_temporal_start_failure_leaves_the_record_pending_with_the_reason(temp
     from apps.workflows.devserver import free_port
 
     unreachable = temporal.model_copy(update={"address": f"127.0.0.1:{free_port()}", "connect_timeout": 1.0})
-    with override_settings(TASK_CONFIG=_with_temporal(unreachable)):
+    with override_settings(TEMPORAL_CONFIG=unreachable):
         with pytest.raises(EnqueueError, match="workflow start failed"):
             JobRouter().enqueue(Job("add", args=(1, 2), steps=2))
     record = JobRecord.objects.get()
     assert (record.status, record.backend) == (JobStatus.PENDING, JobBackend.TEMPORAL)
     assert record.error_message.startswith("workflow start failed")
-
-
-def _with_temporal(temporal_config):
-    from django.conf import settings
-
-    return settings.TASK_CONFIG.model_copy(update={"temporal": temporal_config})
 
 
 # --- both backends, for real ----------------------------------------------------------------

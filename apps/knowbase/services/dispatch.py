@@ -14,11 +14,14 @@ from collections.abc import Iterable
 from functools import partial
 
 from django.db import transaction
-from django.utils import timezone
 
-from apps.knowbase.models import Document, DocumentStatus
+from apps.knowbase.models import Document
+from apps.tasks.enqueue import EnqueueError, enqueue
 
 logger = logging.getLogger(__name__)
+
+#: The actor of ``apps.knowbase.tasks``, sent by name: the task module needs this one, not the reverse.
+PROCESS_ACTOR = "process_document_async"
 
 
 def send_processing(document_id: int, using: str = "default", marked_queued: bool = False) -> bool | None:
@@ -28,33 +31,24 @@ def send_processing(document_id: int, using: str = "default", marked_queued: boo
     pending with the reason), None when deferred to the commit. Never raises for a broker failure.
     ``marked_queued``: the document was saved as queued already, so success writes nothing.
     """
-    from apps.knowbase.tasks import process_document_async
-    from apps.tasks.enqueue import EnqueueError, enqueue
-
     if transaction.get_connection(using).in_atomic_block:
         callback = partial(send_processing, document_id, using, marked_queued)
         transaction.on_commit(callback, using=using, robust=True)
         return None
     try:
         # The document row is the outbox, so the job record need not be written before the send.
-        enqueue(process_document_async, args=(document_id,), using=using, record_first=False)
+        enqueue(PROCESS_ACTOR, args=(document_id,), using=using, record_first=False)
     except EnqueueError as exc:
         logger.error("Document %s stays pending; the sweeper will send it again: %s", document_id, exc)
         error = f"not queued yet: {exc}"
         documents = Document.objects.using(using)
-        if marked_queued:  # unless a worker or a sweeper took it meanwhile
-            documents.filter(pk=document_id, status=DocumentStatus.QUEUED).update(
-                status=DocumentStatus.PENDING, status_changed_at=timezone.now(), queued_at=None, error=error
-            )
+        if marked_queued:
+            documents.send_failed(document_id, error)
         else:
-            documents.filter(pk=document_id, status=DocumentStatus.PENDING).update(error=error)
+            documents.note_not_sent([document_id], error)
         return False
-    if marked_queued:
-        return True
-    now = timezone.now()
-    Document.objects.using(using).filter(pk=document_id, status=DocumentStatus.PENDING).update(
-        status=DocumentStatus.QUEUED, status_changed_at=now, queued_at=now, error=""
-    )
+    if not marked_queued:
+        Document.objects.using(using).mark_sent(document_id)
     return True
 
 
@@ -70,19 +64,13 @@ def request_reprocessing(document_ids: Iterable[int], using: str = "default") ->
     Returns (sent, not sent); with an open transaction, sending happens at commit and counts as sent.
     """
     ids = list(document_ids)
-    Document.objects.using(using).filter(pk__in=ids).update(
-        status=DocumentStatus.PENDING,
-        status_changed_at=timezone.now(),
-        error="",
-        attempts=0,
-        claim_token="",
-    )
+    Document.objects.using(using).request_processing(ids)
     sent = 0
     for position, document_id in enumerate(ids):
         if send_processing(document_id, using) is False:
             # The broker is down: leave the rest pending for the sweeper rather than wait on each.
-            Document.objects.using(using).filter(pk__in=ids[position + 1 :], status=DocumentStatus.PENDING).update(
-                error="not queued yet: the broker refused an earlier document; the sweeper will send it"
+            Document.objects.using(using).note_not_sent(
+                ids[position + 1 :], "not queued yet: the broker refused an earlier document; the sweeper will send it"
             )
             break
         sent += 1

@@ -24,8 +24,6 @@ from functools import lru_cache
 
 import numpy as np
 
-DTYPE = np.dtype("<f4")
-
 
 class EmbeddingError(RuntimeError):
     """A backend returned something that is not one finite vector per text."""
@@ -206,11 +204,3 @@ def embed_texts(texts: Sequence[str], embedder: Embedder | None = None, batch_si
     if not batches:
         return np.zeros((0, embedder.dimension), dtype=np.float32)
     return np.vstack(batches)
-
-
-def vector_to_bytes(vector: np.ndarray) -> bytes:
-    return np.asarray(vector, dtype=DTYPE).tobytes()
-
-
-def bytes_to_vector(data: bytes | memoryview) -> np.ndarray:
-    return np.frombuffer(data, dtype=DTYPE)

@@ -38,19 +38,20 @@ from dramatiq.middleware import Interrupt
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from apps.knowbase.config import get_config
-from apps.knowbase.models import Document, DocumentChunk, DocumentStatus, human_bytes
+from apps.knowbase.models import MAX_ERROR_LENGTH, Document, DocumentChunk, DocumentStatus, human_bytes
+from apps.knowbase.vectors import vector_to_bytes
 from apps.tasks.errors import TransientError, is_transient
 from apps.tasks.logging import current_job
 
 from .chunking import chunk_text
-from .embeddings import embed_texts, get_embedder, vector_to_bytes
+from .embeddings import embed_texts, get_embedder
 from .extraction import Extracted, ExtractionError, extract_text
 
 logger = logging.getLogger(__name__)
 
 COMPLETED, FAILED, SKIPPED = "completed", "failed", "skipped"
 CLAIMABLE = (DocumentStatus.PENDING, DocumentStatus.QUEUED, DocumentStatus.PROCESSING)
-MAX_ERROR_LENGTH = 2000
+
 #: Seconds a claim waits for a locked document row (PostgreSQL) before failing for a retry.
 CLAIM_LOCK_TIMEOUT = 10
 
@@ -131,10 +132,7 @@ def claim_document(document_id: int) -> Claim | ProcessResult:
         if status not in CLAIMABLE:
             return ProcessResult(document_id, SKIPPED, f"already {status}; nothing changed since")
         attempt = row["attempts"] + 1
-        taken = Document.objects.filter(pk=document_id, status=status, status_changed_at=changed_at).update(
-            status=DocumentStatus.PROCESSING, status_changed_at=now, claim_token=token, attempts=attempt
-        )
-        if not taken:
+        if not Document.objects.claim(document_id, status, changed_at, token, attempt):
             return ProcessResult(document_id, SKIPPED, "claimed by another worker")
     return Claim(document_id, token, attempt)
 
@@ -201,13 +199,8 @@ def _store(claim: Claim, extracted: Extracted, chunks, vectors, embedder_name: s
                 for chunk, vector in zip(chunks, vectors, strict=True)
             ),
         )
-        now = timezone.now()
-        Document.objects.filter(pk=claim.document_id).update(
-            status=DocumentStatus.COMPLETED,
-            status_changed_at=now,
-            processed_at=now,
-            claim_token="",
-            error="",
+        Document.objects.mark_completed(
+            claim.document_id,
             chunk_count=len(chunks),
             embedder=embedder_name,
             source_format=extracted.format,
@@ -216,13 +209,14 @@ def _store(claim: Claim, extracted: Extracted, chunks, vectors, embedder_name: s
     return None
 
 
-def _finish(claim: Claim, status: str, error: str) -> bool:
-    """Record the outcome of our claim (only if it still stands)."""
-    return bool(
-        Document.objects.filter(pk=claim.document_id, claim_token=claim.token).update(
-            status=status, status_changed_at=timezone.now(), claim_token="", error=error[:MAX_ERROR_LENGTH]
-        )
-    )
+def _fail(claim: Claim, reason: str) -> bool:
+    """Record our claim's failure (only if the claim still stands)."""
+    return bool(Document.objects.mark_failed(claim.document_id, claim.token, reason))
+
+
+def _hand_back(claim: Claim, reason: str) -> bool:
+    """Give our claim back as queued, for a retry or the sweeper (only if it still stands)."""
+    return bool(Document.objects.hand_back(claim.document_id, claim.token, reason))
 
 
 def _run(claim: Claim) -> ProcessResult:
@@ -240,17 +234,17 @@ def _run(claim: Claim) -> ProcessResult:
     except Document.DoesNotExist:
         return ProcessResult(claim.document_id, SKIPPED, "deleted while it was being processed", attempt=claim.attempt)
     except DocumentRejected as exc:
-        _finish(claim, DocumentStatus.FAILED, str(exc))
+        _fail(claim, str(exc))
         return ProcessResult(claim.document_id, FAILED, str(exc), attempt=claim.attempt)
     except Exception as exc:
         reason = f"{stage} failed: {describe(exc)}"
         if is_transient(exc):
             if claim.attempt < config.max_attempts:
-                _finish(claim, DocumentStatus.QUEUED, f"attempt {claim.attempt} {reason}; retrying")
+                _hand_back(claim, f"attempt {claim.attempt} {reason}; retrying")
                 raise TransientError(f"document {claim.document_id}: {reason}") from exc
             reason = f"gave up after {claim.attempt} attempts: {reason}"
         logger.exception("Document %s failed: %s", claim.document_id, reason)
-        _finish(claim, DocumentStatus.FAILED, reason)
+        _fail(claim, reason)
         return ProcessResult(claim.document_id, FAILED, reason, attempt=claim.attempt)
     if skipped is not None:
         skipped.attempt = claim.attempt
@@ -267,11 +261,11 @@ def process_document(document_id: int) -> ProcessResult:
         try:
             result = _run(claim)
         except TimeLimitExceeded:
-            _finish(claim, DocumentStatus.FAILED, "interrupted: processing exceeded the task's time limit")
+            _fail(claim, "interrupted: processing exceeded the task's time limit")
             raise
         except Interrupt:
             # Worker shutting down: hand the document back so a retry or the sweeper picks it up.
-            _finish(claim, DocumentStatus.QUEUED, "interrupted by a worker shutdown; will be processed again")
+            _hand_back(claim, "interrupted by a worker shutdown; will be processed again")
             raise
     else:
         result = claim

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from apps.knowbase.models import DocumentChunk, DocumentStatus
+from apps.knowbase.vectors import DTYPE
 
-from .embeddings import DTYPE, Embedder, embed_texts, get_embedder
+from .embeddings import Embedder, embed_texts, get_embedder
 
 BLOCK_SIZE = 5_000
 MAX_TOP = 100

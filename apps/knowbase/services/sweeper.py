@@ -64,10 +64,7 @@ def sweep(age_seconds: int | None = None, limit: int | None = None, dry_run: boo
         return report
     for position, (document_id, status, changed_at) in enumerate(candidates):
         # Compare-and-set: a document another sweeper (or a worker) touched meanwhile is left alone.
-        taken = Document.objects.filter(pk=document_id, status=status, status_changed_at=changed_at).update(
-            status=DocumentStatus.PENDING, status_changed_at=timezone.now(), claim_token=""
-        )
-        if not taken:
+        if not Document.objects.take_for_resend(document_id, status, changed_at):
             continue
         if send_processing(document_id):
             report.sent.append(document_id)

@@ -9,6 +9,8 @@ import threading
 
 from dramatiq.middleware import Middleware
 
+from apps.tasks.config import get_task_config
+
 logger = logging.getLogger(__name__)
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -34,8 +36,6 @@ class MemoryGuardMiddleware(Middleware):
     memory_check_every = 10
 
     def __init__(self) -> None:
-        from apps.tasks.config import get_task_config
-
         config = get_task_config().dramatiq
         self.max_tasks = config.max_tasks_per_worker
         self.max_rss = config.max_worker_memory_mb * 1024 * 1024 if config.max_worker_memory_mb else None

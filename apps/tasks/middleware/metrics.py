@@ -9,6 +9,8 @@ import time
 
 from dramatiq.middleware import Middleware
 
+from apps.tasks.services import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -27,9 +29,7 @@ class MetricsMiddleware(Middleware):
     flush_interval = 1.0
 
     def __init__(self) -> None:
-        from apps.tasks.services.metrics import MetricsBuffer
-
-        self._buffer = MetricsBuffer()
+        self._buffer = metrics.MetricsBuffer()
         self._local = threading.local()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -60,8 +60,6 @@ class MetricsMiddleware(Middleware):
 
     def flush(self, broker) -> None:
         """Add what was counted since the last flush to the totals in Redis; keep it on failure."""
-        from apps.tasks.services import metrics
-
         pending = self._buffer.drain()
         if not pending:
             return

@@ -8,10 +8,17 @@ import socket
 import threading
 import time
 
+from dramatiq.broker import MessageProxy
 from dramatiq.common import q_name
 from dramatiq.middleware import Middleware
 
+from apps.tasks.broker.consumer import REDELIVERED_ATTRIBUTE
+from apps.tasks.config import get_task_config
 from apps.tasks.middleware.lifecycle import unwrapped
+from apps.tasks.services import workers
+from apps.tasks.services.inflight import ExclusiveRuns, InFlightSlots
+from apps.tasks.services.reconcile import reconcile_if_due
+from apps.tasks.services.recovery import recover_dead_workers
 
 logger = logging.getLogger(__name__)
 
@@ -31,16 +38,15 @@ class WorkerRegistryMiddleware(Middleware):
         self._slots = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._runs = ExclusiveRuns()
+        self._entered = threading.local()
         self._thread: threading.Thread | None = None
 
     def before_worker_boot(self, broker, worker) -> None:
         # Before: worker threads start taking messages while the worker is still booting.
-        from apps.tasks.config import get_task_config
-        from apps.tasks.services.inflight import InFlightSlots
-        from apps.tasks.services.workers import WorkerInfo
 
         queues = sorted(worker.consumer_whitelist or {q_name(name) for name in broker.get_declared_queues()})
-        self._info = WorkerInfo(
+        self._info = workers.WorkerInfo(
             worker_id=broker.broker_id,
             host=socket.gethostname(),
             pid=os.getpid(),
@@ -58,9 +64,13 @@ class WorkerRegistryMiddleware(Middleware):
     def before_process_message(self, broker, message) -> None:
         if self._slots is None:
             return
+        alone = type(message) is MessageProxy and message.__dict__.get(REDELIVERED_ATTRIBUTE, False)
+        self._runs.enter(alone)
+        self._entered.alone = alone
         message = unwrapped(message)
         options = message.options
         self._slots.start(
+            alone=alone,
             redis_id=options.get("redis_message_id", message.message_id),
             message_id=message.message_id,
             queue=message.queue_name,
@@ -80,7 +90,6 @@ class WorkerRegistryMiddleware(Middleware):
         self._stop.set()
 
     def after_worker_shutdown(self, broker, worker) -> None:
-        from apps.tasks.services.workers import unregister
 
         self._stop.set()
         if self._thread is not None:
@@ -89,30 +98,32 @@ class WorkerRegistryMiddleware(Middleware):
             self._slots.close()
         if self._info is not None:
             try:
-                unregister(self._info.worker_id)
+                workers.unregister(self._info.worker_id)
             except Exception:
                 logger.exception("Could not remove worker %s from the registry.", self._info.worker_id)
 
     def _finish(self) -> None:
         if self._info is None:
             return
+        alone = getattr(self._entered, "alone", None)
+        if alone is not None:  # a skip emitted before our before_process_message entered nothing
+            self._entered.alone = None
+            self._runs.leave(alone)
         self._slots.finish()
         with self._lock:
             self._info.tasks_processed += 1
 
     def _beat(self, broker) -> None:
-        from apps.tasks.services.workers import publish
 
-        publish(self._info)
+        workers.publish(self._info)
 
     def _run(self, broker) -> None:
-        from apps.tasks.config import get_task_config
-        from apps.tasks.services.recovery import recover_dead_workers
 
         interval = get_task_config().dramatiq.heartbeat_interval_ms / 1000
         while not self._stop.wait(interval):
             try:
                 self._beat(broker)
                 recover_dead_workers(broker)
+                reconcile_if_due(broker)
             except Exception:
                 logger.exception("Worker registry heartbeat failed; retrying in %.1fs.", interval)

@@ -16,16 +16,14 @@ from typing import Any
 import dramatiq
 from dramatiq.common import q_name
 
-from apps.tasks import keys
+from apps.tasks import keys, records
 from apps.tasks.broker import get_redis
-from apps.tasks.config import get_task_config
-from apps.tasks.services.recorder import from_millis
+from apps.tasks.config import check_queue, configured_queues
+from apps.tasks.enqueue import send_recorded
+from apps.tasks.errors import UnknownQueueError  # noqa: F401 (callers catch it from here too)
+from apps.tasks.records import from_millis
 
 logger = logging.getLogger(__name__)
-
-
-class UnknownQueueError(ValueError):
-    """A queue name that is not configured; the message lists the valid ones."""
 
 
 class DeadLetterNotFound(LookupError):
@@ -68,19 +66,6 @@ class DeadLetter:
             "traceback": message.options.get("traceback", "") if message else "",
             "decode_error": self.decode_error,
         }
-
-
-def configured_queues() -> tuple[str, ...]:
-    return get_task_config().dramatiq.queues
-
-
-def check_queue(queue_name: str) -> str:
-    """The canonical queue name, or UnknownQueueError listing the configured ones."""
-    canonical = q_name(queue_name)
-    queues = configured_queues()
-    if canonical not in queues:
-        raise UnknownQueueError(f"unknown queue {queue_name!r}; configured queues: {', '.join(queues)}")
-    return canonical
 
 
 def _queues(queue_name: str | None) -> tuple[str, ...]:
@@ -155,16 +140,14 @@ def requeue_dead_letter(message_id: str, queue_name: str | None = None) -> str:
 
     The job record goes back to pending and keeps counting attempts across the requeue.
     """
-    from apps.tasks.enqueue import pending_transition, send_recorded
     from apps.tasks.models import JobRecord
-    from apps.tasks.services.recorder import write_transitions
 
     letter = find_dead_letter(message_id, queue_name)
     if letter.message is None:
         raise CorruptMessageError(f"dead letter {message_id!r} cannot be decoded ({letter.decode_error}); delete it")
     old = letter.message
     record = JobRecord.objects.filter(message_id=old.message_id).only("attempts").first()
-    done = record.attempts if record else old.options.get("prior_attempts", 0) + old.options.get("retries", 0)
+    done = record.attempts if record else records.attempt_number(old.options) - 1
     options = {
         name: value
         for name, value in old.options.items()
@@ -183,8 +166,9 @@ def requeue_dead_letter(message_id: str, queue_name: str | None = None) -> str:
     )
     if not _take(letter):
         raise DeadLetterNotFound(f"dead letter {message_id!r} was requeued or deleted by someone else")
-    write_transitions([pending_transition(message)])
-    send_recorded(message)
+    pending = records.pending(message)
+    records.record(pending, wait=True, publish=False)
+    send_recorded(message, pending=pending)
     logger.info("Requeued dead letter %s (%s) on %s.", message.message_id, message.actor_name, message.queue_name)
     return message.message_id
 

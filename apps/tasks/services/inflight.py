@@ -51,7 +51,7 @@ class InFlightSlots:
 
     def start(
         self, *, redis_id: str, message_id: str, queue: str, actor: str, retries: int, prior_attempts: int,
-        enqueued_ms: int,
+        enqueued_ms: int, alone: bool = False,
     ) -> None:  # fmt: skip
         """Note the message this thread starts: the JSON object ``_read`` returns for it.
 
@@ -63,7 +63,7 @@ class InFlightSlots:
         data = (
             f'{{"redis_id":{_quote(redis_id)},"message_id":{_quote(message_id)},"queue":{_quote(queue)},'
             f'"actor":{_quote(actor)},"retries":{int(retries)},"prior_attempts":{int(prior_attempts)},'
-            f'"enqueued_ms":{int(enqueued_ms)}}}'
+            f'"enqueued_ms":{int(enqueued_ms)},"alone":{"true" if alone else "false"}}}'
         ).encode()[: SLOT_SIZE - _LENGTH.size]
         offset = slot * SLOT_SIZE
         self._map[offset + _LENGTH.size : offset + _LENGTH.size + len(data)] = data
@@ -79,6 +79,39 @@ class InFlightSlots:
         self._map.close()
         self._file.close()
         self.path.unlink(missing_ok=True)
+
+
+class ExclusiveRuns:
+    """Messages of one worker process run side by side, except a suspect (redelivered after its
+    worker died), which runs alone: waits for the running ones to finish and holds new ones back,
+    so that if the process dies under it, the death is its own (see services.recovery)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._running = 0
+        self._alone = False
+        self._waiting_alone = 0
+
+    def enter(self, alone: bool) -> None:
+        with self._changed:
+            if alone:
+                self._waiting_alone += 1
+                while self._running or self._alone:
+                    self._changed.wait(1.0)
+                self._waiting_alone -= 1
+                self._alone = True
+            else:
+                while self._alone or self._waiting_alone:
+                    self._changed.wait(1.0)
+                self._running += 1
+
+    def leave(self, alone: bool) -> None:
+        with self._changed:
+            if alone:
+                self._alone = False
+            else:
+                self._running -= 1
+            self._changed.notify_all()
 
 
 @dataclass

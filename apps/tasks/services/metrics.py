@@ -17,7 +17,11 @@ from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 
+import dramatiq
 import redis
+
+from apps.tasks import keys
+from apps.tasks.broker import get_redis
 
 COMPLETED = "completed"
 FAILED = "failed"
@@ -28,11 +32,6 @@ OUTCOMES = (COMPLETED, FAILED, DEAD_LETTERED)
 BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, math.inf,
 )  # fmt: skip
-
-
-def metrics_key(namespace: str) -> str:
-    """The hash holding every counter and histogram of a namespace (on the broker's database)."""
-    return f"{namespace}:tasks:metrics"
 
 
 def bucket_index(seconds: float) -> int:
@@ -89,7 +88,7 @@ def write(client: redis.Redis, namespace: str, metrics: JobMetrics) -> None:
     """Add ``metrics`` to the namespace's totals in one round-trip."""
     if not metrics:
         return
-    key = metrics_key(namespace)
+    key = keys.metrics(namespace)
     pipeline = client.pipeline(transaction=False)
     for (outcome, queue, actor), count in metrics.counts.items():
         pipeline.hincrby(key, json.dumps(["c", outcome, queue, actor]), count)
@@ -103,7 +102,7 @@ def write(client: redis.Redis, namespace: str, metrics: JobMetrics) -> None:
 def read(client: redis.Redis, namespace: str) -> JobMetrics:
     """The namespace's totals, in one round-trip."""
     totals = JobMetrics()
-    for raw_field, raw_value in client.hgetall(metrics_key(namespace)).items():
+    for raw_field, raw_value in client.hgetall(keys.metrics(namespace)).items():
         try:
             kind, *labels = json.loads(raw_field)
             if kind == "c":
@@ -115,3 +114,8 @@ def read(client: redis.Redis, namespace: str) -> JobMetrics:
         except (ValueError, TypeError):  # a field we did not write: ignore rather than fail a scrape
             continue
     return totals
+
+
+def read_totals() -> JobMetrics:
+    """The running broker's totals (what a scrape serves)."""
+    return read(get_redis(), dramatiq.get_broker().namespace)

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 import dramatiq
 from dramatiq.common import dq_name
 
-from apps.tasks import keys
+from apps.tasks import keys, records
 from apps.tasks.broker import get_redis
-from apps.tasks.config import get_task_config
+from apps.tasks.config import check_queue, get_task_config
 
 
 @dataclass
@@ -86,10 +86,7 @@ def queue_stats(queue_names: tuple[str, ...] | None = None) -> list[QueueStats]:
 def purge_queue(queue_name: str) -> int:
     """Delete every message of a queue (ready, delayed and dead letters); pending and retrying
     records of that queue become skipped with the reason. Returns how many messages went."""
-    from django.utils import timezone
-
     from apps.tasks.models import JobRecord, JobStatus
-    from apps.tasks.services.dead_letters import check_queue
 
     queue = check_queue(queue_name)
     broker = dramatiq.get_broker()
@@ -103,7 +100,14 @@ def purge_queue(queue_name: str) -> int:
         pipeline.hlen(key)
     removed = sum(pipeline.execute())
     broker.flush(queue)
-    JobRecord.objects.filter(queue_name=queue, status__in=[JobStatus.PENDING, JobStatus.RETRYING]).update(
-        status=JobStatus.SKIPPED, error_message=f"purged from queue {queue!r}", updated_at=timezone.now()
-    )
+    waiting = JobRecord.objects.filter(queue_name=queue, status__in=[JobStatus.PENDING, JobStatus.RETRYING])
+    reason = f"purged from queue {queue!r}"
+    for job in waiting.values("message_id", "actor_name", "enqueued_at", "attempts", "backend").iterator(2000):
+        finished_at = records.now()
+        records.record(
+            records.Transition(
+                queue_name=queue, status=JobStatus.SKIPPED, error_message=reason, finished_at=finished_at, **job
+            ),
+            wait=True,
+        )
     return removed

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from apps.tasks.config import configured_queues
 from apps.tasks.models import TERMINAL_STATUSES, JobBackend, JobRecord, JobStatus
 from apps.tasks.services import dead_letters
 
@@ -23,12 +24,26 @@ class CannotRetry(RuntimeError):
     pass
 
 
-def temporal_task_queue() -> str | None:
-    """The Temporal task queue when workflows are on: a queue name job records of that backend carry."""
-    from apps.tasks.config import get_task_config
+#: Callables naming queues other layers record jobs under (apps.workflows: its Temporal task queue).
+_record_queue_providers: list[Callable[[], Iterable[str]]] = []
 
-    temporal = get_task_config().temporal
-    return temporal.task_queue if temporal.enabled else None
+
+def register_record_queues(provider: Callable[[], Iterable[str]]) -> None:
+    """Let another app add queue names job records may carry besides dramatiq's (asked on each use,
+    so a provider can follow settings); registered once from an AppConfig.ready()."""
+    if provider not in _record_queue_providers:
+        _record_queue_providers.append(provider)
+
+
+def other_record_queues() -> tuple[str, ...]:
+    """Queues job records carry that are not dramatiq queues (registered by other apps)."""
+    return tuple(name for provider in _record_queue_providers for name in provider())
+
+
+def record_queues() -> tuple[str, ...]:
+    """Every queue a job record may name: the configured dramatiq queues, then the registered ones."""
+    configured = configured_queues()
+    return configured + tuple(name for name in other_record_queues() if name not in configured)
 
 
 def filter_records(
@@ -48,7 +63,7 @@ def filter_records(
             raise InvalidFilter(f"unknown backend {backend!r}; valid: {', '.join(JobBackend.values)}")
         records = records.filter(backend=backend)
     if queue:
-        if queue != temporal_task_queue():
+        if queue not in other_record_queues():
             try:
                 dead_letters.check_queue(queue)
             except dead_letters.UnknownQueueError as exc:

@@ -3,8 +3,10 @@
 dramatiq's RedisBroker puts a dead worker's unacknowledged messages back only during maintenance,
 which runs on about 1 broker call in 1,000 and only for the queue of that call: at low traffic a
 crashed worker's messages can wait for hours. Every live worker process calls
-``recover_dead_workers`` on each heartbeat, so a dead worker's messages are back on their queues
-within the heartbeat timeout plus one heartbeat interval, whatever the traffic.
+``recover_dead_workers`` on each heartbeat. A dead process on the same host is certain at once
+(its pid is gone, seen through its in-flight slot file): its messages are back within one
+heartbeat interval (5 s by default). One on another host is dead when its heartbeat is older
+than the heartbeat timeout: back within the timeout plus one interval, whatever the traffic.
 
 A message that was running in worker processes that died ``max_worker_deaths`` times (a task
 that gets its worker OOM-killed, say) is moved to the dead letter queue instead of being
@@ -20,27 +22,16 @@ from dataclasses import dataclass, field
 import dramatiq
 from dramatiq.common import dq_name, q_name
 
-from apps.tasks import keys
+from apps.tasks import keys, records
 from apps.tasks.broker import get_redis
 from apps.tasks.config import get_task_config
+from apps.tasks.notifications import notify_dead_letter
 from apps.tasks.services import inflight, workers
+from apps.tasks.status import JobStatus
 
 logger = logging.getLogger(__name__)
 
 POISON_ERROR_TYPE = "apps.tasks.errors.WorkerDied"
-
-# Move one message from a dead worker's acks (or its queue, if maintenance already requeued it)
-# to the dead letters, atomically. KEYS: acks, queue, queue msgs, dead letters, dead letter msgs.
-_MOVE_TO_DEAD_LETTERS = """
-local data = redis.call("hget", KEYS[3], ARGV[1])
-if not data then return 0 end
-redis.call("srem", KEYS[1], ARGV[1])
-redis.call("lrem", KEYS[2], 0, ARGV[1])
-redis.call("hdel", KEYS[3], ARGV[1])
-redis.call("zadd", KEYS[4], ARGV[2], ARGV[1])
-redis.call("hset", KEYS[5], ARGV[1], data)
-return 1
-"""
 
 
 @dataclass
@@ -56,54 +47,27 @@ def _dramatiq_has_dead_brokers(broker: dramatiq.Broker) -> bool:
 
 
 def _dead_letter_poison(broker, worker_id: str, entry: dict, deaths: int) -> bool:
-    from apps.tasks.middleware.lifecycle import transition_for
-    from apps.tasks.notifications import notify_dead_letter
-    from apps.tasks.services.recorder import event_fields, now, publish_events, write_transitions
-    from apps.tasks.status import JobStatus
-
-    namespace = broker.namespace
     queue = q_name(entry["queue"])
-    moved = get_redis().eval(
-        _MOVE_TO_DEAD_LETTERS,
-        5,
-        keys.acks(namespace, worker_id, queue),
-        keys.queue(namespace, queue),
-        keys.queue_messages(namespace, queue),
-        keys.dead_letters(namespace, queue),
-        keys.dead_letter_messages(namespace, queue),
-        entry["redis_id"],
-        int(time.time() * 1000),
-    )
-    if not moved:
+    if not broker.move_to_dead_letters(worker_id, queue, entry["redis_id"]):
         return False
     reason = (
         f"the worker process died {deaths} times while running this message; "
         "moved to the dead letter queue instead of redelivering it"
     )
-    message = dramatiq.Message(
-        queue_name=queue,
-        actor_name=entry["actor"],
-        args=(),
-        kwargs={},
-        options={},
+    transition = records.Transition(
         message_id=entry["message_id"],
-        message_timestamp=entry.get("enqueued_ms") or int(time.time() * 1000),
-    )
-    attempt = entry.get("prior_attempts", 0) + entry.get("retries", 0) + 1
-    transition = transition_for(
-        message,
-        JobStatus.DEAD_LETTER,
-        attempts=attempt,
+        actor_name=entry["actor"],
+        queue_name=queue,
+        status=JobStatus.DEAD_LETTER,
+        enqueued_at=records.from_millis(entry.get("enqueued_ms") or time.time() * 1000),
+        attempts=records.attempt_number(entry),
         error_type=POISON_ERROR_TYPE,
         error_message=reason,
-        finished_at=now(),
+        finished_at=records.now(),
     )
-    write_transitions([transition])
-    meta = {"attempt": attempt, "error_type": POISON_ERROR_TYPE, "error": reason}
-    event = event_fields("dead_letter", job_id=message.message_id, queue=queue, actor=message.actor_name, meta=meta)
-    publish_events([event])
+    records.record(transition, wait=True)
     notify_dead_letter(transition)
-    logger.error("Message %s (%s): %s", message.message_id, message.actor_name, reason)
+    logger.error("Message %s (%s): %s", transition.message_id, transition.actor_name, reason)
     return True
 
 
@@ -116,10 +80,17 @@ def _account_dead_processes(broker: dramatiq.Broker, report: RecoveryReport) -> 
         if not client.set(keys.recovery_lock(broker.namespace, f"slots:{dead.worker_id}"), "1", nx=True, px=60_000):
             continue
         for entry in dead.running:
+            if len(dead.running) > 1 and not entry.get("alone"):
+                continue  # not its death for sure: redelivered, it runs alone, and a death is then its own
             deaths = client.hincrby(deaths_key, entry["redis_id"], 1)
             client.pexpire(deaths_key, config.dead_message_ttl_ms)
             if deaths >= config.max_worker_deaths and _dead_letter_poison(broker, dead.worker_id, entry, deaths):
                 report.poisoned.append(entry["message_id"])
+        # Its pid is gone: the process is certainly dead. Age its broker heartbeat (if dramatiq has
+        # not dropped it yet) so that maintenance puts its messages back now, not after the timeout.
+        client.zadd(keys.heartbeats(broker.namespace), {dead.worker_id: 0}, xx=True)
+        workers.unregister(dead.worker_id)
+        report.dead_workers.append(dead.worker_id)
         dead.path.unlink(missing_ok=True)
         logger.warning("Worker process %d died while running %d message(s).", dead.pid, len(dead.running))
 

@@ -36,9 +36,9 @@ def _flush_and_exit(code: int) -> None:
     try:
         from django.db import connections
 
-        from apps.tasks.services.recorder import get_recorder
+        from apps.tasks import records
 
-        get_recorder().stop()
+        records.stop()
         connections.close_all()
     except Exception:
         traceback.print_exc()

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.tasks import scheduler as schedules
 from apps.tasks.config import get_task_config
 
 
@@ -28,7 +29,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, list_only: bool = False, **options: Any) -> None:
-        from apps.tasks import scheduler as schedules
 
         config = get_task_config()
         if not config.enabled:
@@ -63,7 +63,6 @@ class Command(BaseCommand):
         self.stdout.write("Scheduler stopped.")
 
     def _list(self, sends: list) -> None:
-        from apps.tasks import scheduler as schedules
 
         try:
             sent = schedules.last_sent()

