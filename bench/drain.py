@@ -39,6 +39,7 @@ from bench.common import (
     Worker,
     delete_namespace,
     fmt_rate,
+    install_signal_handlers,
     prepare_database,
     reap,
     setup,
@@ -319,6 +320,7 @@ def main() -> None:
     parser.add_argument("--systems", default="bare,full,dd,celery")
     parser.add_argument("--database", default=DEFAULT_DATABASE)
     args = parser.parse_args()
+    install_signal_handlers()  # a SIGTERM stops the workers too
     ctx = Context(quick=False, runs=args.runs, database_url=prepare_database(args.database))
     setup(ctx)
     chosen = systems(ctx, args.threads)

@@ -148,13 +148,15 @@ class RecordedAckConsumer(_RedisConsumer):
     def _fill(self) -> bool:
         """Fetch into the cache, waiting idle if there is nothing; False when nothing came."""
         if self.outstanding_message_count >= self.prefetch:
-            return False  # dramatiq's worker calls again once a message is done
+            # As dramatiq: back off until the worker threads have taken some. Returning at once
+            # would spin the consumer thread (next, delayed-message check, next...) for the GIL.
+            self._back_off()
+            return False
         count = self.prefetch - self.outstanding_message_count
         if self.queue_name.endswith(".DQ"):  # delayed messages: dramatiq's polling back-off
             self.message_cache = self.broker.fetch(self.queue_name, count)
             if not self.message_cache:
-                self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
-                time.sleep(backoff_ms / 1000)
+                self._back_off()
             return bool(self.message_cache)
         if self.maybe_registered:
             self.message_cache = self.broker.fetch_and_leave_idle(self.queue_name, count)
@@ -169,6 +171,10 @@ class RecordedAckConsumer(_RedisConsumer):
             if handed is not None:
                 self.message_cache = [Fetched(None, handed)]
         return bool(self.message_cache)
+
+    def _back_off(self) -> None:
+        self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+        time.sleep(backoff_ms / 1000)
 
     def _settled_already(self, redis_id: str, message: Message) -> bool:
         """True when the redelivered message's job is finished: it is acked (completed, skipped) or

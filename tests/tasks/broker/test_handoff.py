@@ -215,3 +215,22 @@ def test_an_enqueue_run_twice_by_a_client_retry_queues_the_message_once(queue_na
     for _ in range(2):  # what redis-py does when the reply to the first call timed out
         web_broker._enqueue_ready(queue_name, "retried", data, int(time.time() * 1000), None)
     assert broker_redis.lrange(keys.queue(web_broker.namespace, queue_name), 0, -1) == [b"retried"]
+
+
+def test_a_consumer_at_its_prefetch_limit_backs_off_instead_of_spinning(queue_name, broker_redis, monkeypatch):
+    """dramatiq's worker calls ``next`` again at once after a None: a full consumer must sleep
+    (dramatiq's back-off), or its thread spins for the GIL the worker threads need."""
+    from apps.tasks.broker import consumer as consumer_module
+
+    worker_broker, web_broker = process_broker(), process_broker()
+    consumer = worker_broker.consume(queue_name, prefetch=1, timeout=1_000)
+    for _ in range(2):
+        web_broker.enqueue(message(queue_name))
+    assert next(consumer) is not None  # taken, not acknowledged: the consumer is full
+    slept: list[float] = []
+    monkeypatch.setattr(consumer_module.time, "sleep", slept.append)
+
+    assert [next(consumer) for _ in range(3)] == [None, None, None]
+
+    assert len(slept) == 3 and all(0 < seconds <= 1 for seconds in slept)
+    assert broker_redis.llen(keys.queue(worker_broker.namespace, queue_name)) == 1  # nothing more fetched
