@@ -24,6 +24,7 @@ RESET_FIELDS = frozenset(
 #: Fields only the processor writes: a save of an existing document leaves them alone unless the source
 #: changed, so an instance loaded before processing finished cannot overwrite the outcome.
 PROCESSOR_FIELDS = RESET_FIELDS | {
+    "claimed_by",
     "chunk_count",
     "embedder",
     "source_format",
@@ -80,12 +81,13 @@ class DocumentQuerySet(models.QuerySet):
             status=DocumentStatus.PENDING, status_changed_at=timezone.now(), claim_token=""
         )
 
-    def claim(self, document_id: int, status: str, changed_at, token: str, attempt: int) -> int:
+    def claim(self, document_id: int, status: str, changed_at, token: str, attempt: int, by: str = "") -> int:
         """pending, queued or a stale processing (still ``status`` since ``changed_at``) → processing
-        under ``token``."""
+        under ``token``, by the process ``by`` names (``apps.tasks.services.workers.process_identity``)."""
         return self.filter(pk=document_id, status=status, status_changed_at=changed_at).update(
-            status=DocumentStatus.PROCESSING, status_changed_at=timezone.now(), claim_token=token, attempts=attempt
-        )
+            status=DocumentStatus.PROCESSING, status_changed_at=timezone.now(), claim_token=token, attempts=attempt,
+            claimed_by=by,
+        )  # fmt: skip
 
     def mark_completed(self, document_id: int, **results) -> int:
         """processing → completed, with what processing produced (chunk count, embedder, format…);
@@ -151,6 +153,9 @@ class Document(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     #: The token of the claim in force; results of an older claim are discarded.
     claim_token = models.CharField(max_length=32, blank=True, default="", editable=False)
+    #: The process that made the last claim (``host:pid@worker``): a redelivery takes back the claim
+    #: of a process that is gone instead of waiting for the lease. Read only while ``processing``.
+    claimed_by = models.CharField(max_length=255, blank=True, default="", editable=False)
     #: The embedding backend that produced the chunks' vectors (search compares like with like).
     embedder = models.CharField(max_length=100, blank=True, default="")
     source_format = models.CharField(max_length=16, blank=True, default="")

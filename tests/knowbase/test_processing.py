@@ -297,3 +297,24 @@ def test_a_row_locked_by_someone_else_is_waited_for_not_skipped():
         claimer.join(timeout=30)
     assert len(results) == 1 and isinstance(results[0], Claim), results
     assert Document.objects.get(pk=document.pk).status == DocumentStatus.PROCESSING
+
+
+def test_a_claim_whose_process_is_gone_is_taken_back_within_its_lease(settings):
+    """A worker SIGKILLed while processing: its redelivered message must not wait for the lease."""
+    import socket
+    import subprocess
+    import sys
+
+    settings.KNOWBASE_PROCESSING_LEASE_SECONDS = 900
+    document = make()
+    assert isinstance(claim_document(document.pk), Claim)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    Document.objects.filter(pk=document.pk).update(claimed_by=f"{socket.gethostname()}:{int(gone.stdout)}@w-dead")
+
+    takeover = claim_document(document.pk)
+
+    assert isinstance(takeover, Claim) and takeover.attempt == 2
+    row = Document.objects.get(pk=document.pk)
+    assert row.status == DocumentStatus.PROCESSING and row.claimed_by.startswith(f"{socket.gethostname()}:")
+    # This process is alive: its own fresh claim still blocks another run.
+    assert claim_document(document.pk).outcome == "skipped"

@@ -11,8 +11,10 @@ Safety rules, in the order they apply:
   and skipping then would leave the document queued with its only message spent.
   The token names the message and its attempt, so a retry of the same message takes back a claim
   an earlier attempt could not release (the database refused the outcome): dramatiq retries only
-  after that attempt ended. A redelivery of the same attempt (its worker was presumed dead) does
-  not: the lease decides, as for any other message.
+  after that attempt ended. The claim also names its process (``claimed_by``): a claim whose
+  process is certainly gone (this host: its pid is gone; another host: a worker whose heartbeat
+  expired) is taken back at once, so the message redelivered from a SIGKILLed worker processes the
+  document within the recovery window. Any other claim within its lease is respected.
 - **Work** happens outside any transaction, so no lock is held while embedding.
 - **Replace.** One transaction locks the row again, checks the claim token is still ours (a save
   with new content or a reprocess request resets it: the newer version wins) and replaces all
@@ -42,6 +44,7 @@ from apps.knowbase.models import MAX_ERROR_LENGTH, Document, DocumentChunk, Docu
 from apps.knowbase.vectors import vector_to_bytes
 from apps.tasks.errors import TransientError, is_transient
 from apps.tasks.logging import current_job
+from apps.tasks.services import workers
 
 from .chunking import chunk_text
 from .embeddings import embed_texts, get_embedder
@@ -112,6 +115,21 @@ def taken_over_from_earlier_attempt(claimed: str, ours: str) -> bool:
     return len(claimed) == 32 and claimed[:28] == ours[:28] and int(claimed[28:], 16) < int(ours[28:], 16)
 
 
+def _claim_void(row: dict, token: str) -> bool:
+    """Whether a claim within its lease may be taken anyway: it is an earlier attempt's of this
+    message, or the process that made it is gone (SIGKILLed: its message comes back here)."""
+    if taken_over_from_earlier_attempt(row["claim_token"], token):
+        return True
+    try:
+        gone = workers.process_is_gone(row["claimed_by"])
+    except Exception:  # Redis down: keep to the lease
+        logger.warning("Could not tell whether %s is alive; keeping to the lease.", row["claimed_by"], exc_info=True)
+        return False
+    if gone:
+        logger.warning("Document claimed by %s, which is gone: taking the claim back.", row["claimed_by"])
+    return gone
+
+
 def claim_document(document_id: int) -> Claim | ProcessResult:
     """Move the document to ``processing`` for this run, or say why another run has it."""
     lease = timedelta(seconds=get_config().processing_lease_seconds)
@@ -119,20 +137,19 @@ def claim_document(document_id: int) -> Claim | ProcessResult:
     with transaction.atomic():
         row = (
             _lock(Document.objects.filter(pk=document_id))
-            .values("status", "status_changed_at", "attempts", "claim_token")
+            .values("status", "status_changed_at", "attempts", "claim_token", "claimed_by")
             .first()
         )
         if row is None:
             return ProcessResult(document_id, SKIPPED, f"document {document_id} no longer exists")
         status, changed_at = row["status"], row["status_changed_at"]
         now = timezone.now()
-        ours = taken_over_from_earlier_attempt(row["claim_token"], token)
-        if status == DocumentStatus.PROCESSING and changed_at > now - lease and not ours:
+        if status == DocumentStatus.PROCESSING and changed_at > now - lease and not _claim_void(row, token):
             return ProcessResult(document_id, SKIPPED, f"being processed by another worker since {changed_at:%H:%M:%S}")
         if status not in CLAIMABLE:
             return ProcessResult(document_id, SKIPPED, f"already {status}; nothing changed since")
         attempt = row["attempts"] + 1
-        if not Document.objects.claim(document_id, status, changed_at, token, attempt):
+        if not Document.objects.claim(document_id, status, changed_at, token, attempt, by=workers.process_identity()):
             return ProcessResult(document_id, SKIPPED, "claimed by another worker")
     return Claim(document_id, token, attempt)
 

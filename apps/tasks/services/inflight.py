@@ -122,7 +122,8 @@ class DeadProcess:
     running: list[dict]
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -155,7 +156,7 @@ def dead_processes(directory: Path) -> Iterator[DeadProcess]:
         if len(parts) != 3:
             continue
         name_host, pid_text, worker_id = parts
-        if name_host != host or not pid_text.isdigit() or _alive(int(pid_text)):
+        if name_host != host or not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue
         try:
             running = _read(path)

@@ -8,6 +8,8 @@ entry is live only while its heartbeat is younger than the heartbeat timeout.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,6 +19,10 @@ import dramatiq
 from apps.tasks import keys
 from apps.tasks.broker import get_redis
 from apps.tasks.config import get_task_config
+from apps.tasks.services.inflight import pid_alive
+
+#: (pid, worker id) of the worker registered by this process, set by ``publish``.
+_registered_here: tuple[int, str] | None = None
 
 
 @dataclass
@@ -56,6 +62,36 @@ def publish(info: WorkerInfo) -> None:
     pipeline.set(keys.worker(namespace, info.worker_id), json.dumps(info.as_dict()), px=timeout_ms * 2)
     pipeline.zadd(keys.workers(namespace), {info.worker_id: now_ms})
     pipeline.execute()
+    if info.pid == os.getpid():
+        global _registered_here
+        _registered_here = (info.pid, info.worker_id)
+
+
+def process_identity() -> str:
+    """Who this process is, for a claim another process may have to judge: ``host:pid``, and
+    ``@worker_id`` when it is a registered worker process (see ``process_is_gone``)."""
+    pid = os.getpid()
+    identity = f"{socket.gethostname()}:{pid}"
+    if _registered_here is not None and _registered_here[0] == pid:
+        identity += f"@{_registered_here[1]}"
+    return identity
+
+
+def process_is_gone(identity: str) -> bool:
+    """True only when the process ``identity`` names (see ``process_identity``) is certainly dead:
+    on this host, its pid is gone; on another host, it was a registered worker whose heartbeat is
+    older than the heartbeat timeout (or that unregistered). Anything else (an empty or unknown
+    identity, a process of another host that was no worker) is not known to be gone: False."""
+    address, _, worker_id = identity.partition("@")
+    host, _, pid_text = address.rpartition(":")
+    if not host or not pid_text.isdigit():
+        return False
+    if host == socket.gethostname():
+        return not pid_alive(int(pid_text))
+    if not worker_id:
+        return False
+    score = get_redis().zscore(keys.workers(_namespace()), worker_id)
+    return score is None or score < time.time() * 1000 - heartbeat_timeout_ms()
 
 
 def unregister(worker_id: str) -> None:
