@@ -47,8 +47,10 @@ def test_the_server_and_its_workers(temporal, start_temporal_worker, broker_redi
     identity = f"{socket.gethostname()}:{worker.pid}"
 
     def reported():
+        # Its workflow and activity pollers reach the server one after the other: wait for both.
         section = get_task_health()["temporal"]
-        return section if any(entry["identity"] == identity for entry in section["workers"]) else None
+        kinds = {kind for entry in section["workers"] if entry["identity"] == identity for kind in entry["kinds"]}
+        return section if kinds == {"activity", "workflow"} else None
 
     section = wait_for(reported, timeout=30, interval=0.2, message="the worker in the health report")
     assert section["status"] == "ok" and section["task_queue"] == temporal.task_queue
