@@ -66,6 +66,14 @@ _KEY_PREFIX_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 _MODULE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
+def check_name(value: str, what: str) -> str:
+    """A name that goes into Redis keys or Temporal (letters, digits and ``_ . : -``; apps.workflows
+    checks its own with it), or ValueError naming ``what`` it is not."""
+    if not _KEY_PREFIX_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a usable {what}: use letters, digits and _ . : - (no spaces)")
+    return value
+
+
 def check_module_names(names: tuple[str, ...]) -> tuple[str, ...]:
     """Dotted module names (``task_modules``; apps.workflows checks its own with it), the bad one named."""
     for name in names:
@@ -158,9 +166,7 @@ class DramatiqConfig(BaseModel):
     @field_validator("redis_key_prefix")
     @classmethod
     def _check_key_prefix(cls, value: str) -> str:
-        if not _KEY_PREFIX_RE.fullmatch(value):
-            raise ValueError(f"{value!r} is not a usable key prefix: use letters, digits and _ . : - (no spaces)")
-        return value
+        return check_name(value, "key prefix")
 
     @field_validator("queues")
     @classmethod

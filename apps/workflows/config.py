@@ -7,10 +7,9 @@ from importlib.util import find_spec
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from apps.tasks.config import check_module_names
+from apps.tasks.config import check_module_names, check_name
 
 _TEMPORAL_ADDRESS_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
-_TEMPORAL_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 class TemporalConfig(BaseModel):
@@ -49,9 +48,7 @@ class TemporalConfig(BaseModel):
     @field_validator("namespace", "task_queue")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _TEMPORAL_NAME_RE.fullmatch(value):
-            raise ValueError(f"{value!r} is not a usable name: use letters, digits and _ . : - (no spaces)")
-        return value
+        return check_name(value, "name")
 
     @field_validator("workflow_modules")
     @classmethod
