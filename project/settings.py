@@ -140,7 +140,7 @@ TASK_CONFIG = TaskConfig(
     dead_letter_notifier=env_str("TASKS_DEAD_LETTER_NOTIFIER", "apps.tasks.notifications.mail_admins_notifier"),
     admin_base_url=env_str("TASKS_ADMIN_BASE_URL", ""),
     health_requires_consumers=env_bool("TASKS_HEALTH_REQUIRES_CONSUMERS", True),
-    # Periodic jobs sent by `manage.py runscheduler`, each to a worker; "off" drops one.
+    # Periodic jobs, sent by the workers' heartbeats (and `manage.py runscheduler` if run); "off" drops one.
     schedules=[
         {"name": name, "cron": cron, "actor": actor}
         for name, cron, actor in (
@@ -153,6 +153,7 @@ TASK_CONFIG = TaskConfig(
         )
         if cron.strip().lower() != "off"
     ],
+    schedules_in_workers=env_bool("TASKS_SCHEDULES_IN_WORKERS", True),
     log_format=env_str("TASKS_LOG_FORMAT", "plain"),
     metrics_enabled=env_bool("TASKS_METRICS", False),
     metrics_token=env_str("TASKS_METRICS_TOKEN", ""),

@@ -32,6 +32,9 @@ def manage_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     env["PYTHONUNBUFFERED"] = "1"
+    # Workers send no schedules unless a test asks: a sweep every 5 minutes would add jobs to tests
+    # that count them.
+    env.setdefault("TASKS_SCHEDULES_IN_WORKERS", "0")
     env.update(overrides)
     return env
 

@@ -279,9 +279,9 @@ def check_cron(expression: str) -> str:
 
 
 class ScheduleEntry(BaseModel):
-    """A periodic job: ``manage.py runscheduler`` sends ``actor`` (an actor name, or the dotted path of
-    an actor) with ``args``/``kwargs`` on every ``cron`` tick, once per tick whatever the number of
-    schedulers running (see ``apps.tasks.scheduler``)."""
+    """A periodic job: the workers (and ``manage.py runscheduler`` where it runs) send ``actor`` (an
+    actor name, or the dotted path of an actor) with ``args``/``kwargs`` on every ``cron`` tick, once
+    per tick whatever the number of senders (see ``apps.tasks.services.schedules``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -348,8 +348,11 @@ class TaskConfig(BaseModel):
     #: Health is degraded (HTTP 503, exit 1) while a configured queue has no live consumer.
     health_requires_consumers: bool = True
 
-    #: Periodic jobs sent by ``manage.py runscheduler`` (see ScheduleEntry).
+    #: Periodic jobs (see ScheduleEntry).
     schedules: tuple[ScheduleEntry, ...] = Field(default_factory=default_schedules)
+    #: Every worker process sends the due schedules on its heartbeat, so running workers is enough.
+    #: Off: only ``manage.py runscheduler`` sends them (``rundramatiq`` warns that it must run).
+    schedules_in_workers: bool = True
     #: Log lines of every process: ``plain``, or ``json`` (one object per line); see apps.tasks.logging.
     log_format: LogFormat = LogFormat.PLAIN
     #: Prometheus metrics (apps.tasks.metrics): workers count jobs in Redis, /metrics serves them. Off by default.

@@ -68,6 +68,15 @@ def mark_slowly(key: str, number: int, seconds: float = 0.01) -> None:
 
 
 @task(queue_name="default", max_retries=0)
+def count_runs(key: str, number: int, seconds: float = 0.01) -> None:
+    """Count each start of ``number`` (hash ``<key>:starts``), take a moment, then note it done
+    (set ``<key>:done``): crash tests tell a job run twice from one finished once."""
+    get_redis().hincrby(f"{key}:starts", number, 1)
+    time.sleep(seconds)
+    get_redis().sadd(f"{key}:done", number)
+
+
+@task(queue_name="default", max_retries=0)
 def kill_own_worker(key: str) -> None:
     """Count the delivery, then die the way an OOM kill does."""
     get_redis().incr(key)

@@ -19,6 +19,7 @@ from apps.tasks.services import workers
 from apps.tasks.services.inflight import ExclusiveRuns, InFlightSlots
 from apps.tasks.services.reconcile import reconcile_if_due
 from apps.tasks.services.recovery import recover_dead_workers
+from apps.tasks.services.schedules import WorkerSchedules
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ class WorkerRegistryMiddleware(Middleware):
     """Registers each worker process (host, pid, queues, threads, started, last seen, tasks
     processed) with an expiring heartbeat, notes in a memory-mapped slot which message each
     thread runs, and on every heartbeat recovers the messages of worker processes that died
-    (see services.recovery).
+    (see services.recovery), sends lost messages again (services.reconcile) and sends the due
+    schedules (services.schedules, unless ``TASK_CONFIG.schedules_in_workers`` is off).
 
     Parameters come from ``TASK_CONFIG.dramatiq``: ``heartbeat_timeout_ms`` (a worker silent
     this long is dead), ``worker_heartbeat_interval_ms`` and ``state_dir``.
@@ -41,6 +43,7 @@ class WorkerRegistryMiddleware(Middleware):
         self._runs = ExclusiveRuns()
         self._entered = threading.local()
         self._thread: threading.Thread | None = None
+        self._schedules: WorkerSchedules | None = None
 
     def before_worker_boot(self, broker, worker) -> None:
         # Before: worker threads start taking messages while the worker is still booting.
@@ -55,8 +58,10 @@ class WorkerRegistryMiddleware(Middleware):
             threads=worker.worker_threads,
             started_at=time.time(),
         )
-        state_path = get_task_config().dramatiq.state_path
-        self._slots = InFlightSlots(state_path, broker.broker_id, slots=worker.worker_threads * 2 + 4)
+        config = get_task_config()
+        self._slots = InFlightSlots(config.dramatiq.state_path, broker.broker_id, slots=worker.worker_threads * 2 + 4)
+        if config.schedules_in_workers and config.schedules:
+            self._schedules = WorkerSchedules(config.schedules, interval=config.dramatiq.heartbeat_interval_ms / 1000)
         self._beat(broker)
         self._thread = threading.Thread(target=self._run, args=(broker,), name="tasks-worker-registry", daemon=True)
         self._thread.start()
@@ -120,10 +125,14 @@ class WorkerRegistryMiddleware(Middleware):
     def _run(self, broker) -> None:
 
         interval = get_task_config().dramatiq.heartbeat_interval_ms / 1000
+        steps = [("heartbeat", self._beat), ("recovery", recover_dead_workers), ("reconcile", reconcile_if_due)]
+        if self._schedules is not None:
+            steps.append(("schedules", lambda broker: self._schedules.fire_due()))
         while not self._stop.wait(interval):
-            try:
-                self._beat(broker)
-                recover_dead_workers(broker)
-                reconcile_if_due(broker)
-            except Exception:
-                logger.exception("Worker registry heartbeat failed; retrying in %.1fs.", interval)
+            for name, step in steps:
+                try:
+                    step(broker)
+                except Exception:
+                    logger.exception("Worker registry %s failed; retrying in %.1fs.", name, interval)
+                    if name == "heartbeat":  # Redis unreachable: the other steps would fail alike
+                        break

@@ -155,6 +155,48 @@ def test_a_worker_killed_on_this_host_is_recovered_without_waiting_for_its_heart
     )
 
 
+def test_after_a_sigkill_only_jobs_whose_record_was_not_final_run_again(start_worker, broker_redis, clean_queues):
+    """A crash trial at default settings (one host, a survivor): every job completes; a job runs
+    twice only if it was running when its worker died or had finished without its record committed
+    (the at-least-once window of docs/reliability.md); one whose record said ``completed`` never."""
+    key = f"{dramatiq.get_broker().namespace}:test:trial:{uuid.uuid4().hex}"
+    count = 300
+    no_random_maintenance = {"TASKS_MAINTENANCE_CHANCE": "0"}
+    doomed = start_worker(*WORKER_ARGS, **no_random_maintenance)
+    start_worker(*WORKER_ARGS, **no_random_maintenance)
+    wait_for(lambda: len(workers.live_workers()) == 2, timeout=30, message="both workers to register")
+    ids = [enqueue(tasks.count_runs, args=(key, number, 0.02)) for number in range(count)]
+    wait_for(lambda: broker_redis.scard(f"{key}:done") >= 60, timeout=30, message="progress on both workers")
+    doomed.kill()
+    killed_at = time.monotonic()
+    started = {int(number) for number in broker_redis.hkeys(f"{key}:starts")}
+    done = {int(number) for number in broker_redis.smembers(f"{key}:done")}
+    final = set(
+        JobRecord.objects.filter(message_id__in=ids, status=JobStatus.COMPLETED).values_list("message_id", flat=True)
+    )
+    assert len(done) < count, "the batch finished before the kill: make the jobs slower"
+
+    wait_for(lambda: broker_redis.scard(f"{key}:done") == count, timeout=60, message=f"all {count} jobs done")
+    print(f"\nall {count} jobs done {time.monotonic() - killed_at:.1f}s after the kill")
+    wait_for(
+        lambda: JobRecord.objects.filter(message_id__in=ids, status=JobStatus.COMPLETED).count() == count,
+        timeout=20,
+        message=f"{count} completed records",
+    )
+    starts = {int(number): int(runs) for number, runs in broker_redis.hgetall(f"{key}:starts").items()}
+    twice = {number for number, runs in starts.items() if runs > 1}
+    running = started - done
+    unrecorded = {number for number in done if ids[number] not in final}
+    print(
+        f"duplicates: {len(twice)} of {count}: {len(twice & running)} were running, "
+        f"{len(twice & unrecorded)} had finished with their record not yet committed "
+        f"(at the kill: {len(running)} running, {len(unrecorded)} finished unrecorded)"
+    )
+    assert not {number for number in twice if ids[number] in final}, "a job whose record was final ran again"
+    assert twice <= running | unrecorded
+    assert max(starts.values()) <= 2
+
+
 def test_an_innocent_job_running_beside_a_poison_message_completes(start_worker, broker_redis, clean_queues):
     """The poison kills the process under both; redelivered, each runs alone, so only the poison's
     own deaths count: it is dead-lettered, and the innocent job completes."""

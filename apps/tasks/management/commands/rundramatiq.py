@@ -35,4 +35,18 @@ class Command(BaseCommand):
                 )
         else:
             queues = configured
+        self._announce_schedules(config)
         super().handle(*args, queues=queues, **options)
+
+    def _announce_schedules(self, config) -> None:
+        if not config.schedules:
+            return
+        names = ", ".join(f"{entry.name} ({entry.cron})" for entry in config.schedules)
+        if config.schedules_in_workers:
+            self.stdout.write(f"Schedules sent by these workers: {names}.")
+        else:
+            self.stderr.write(
+                f"WARNING: TASK_CONFIG.schedules_in_workers is off, so these workers send no schedules: nothing "
+                f"sends {names} unless `manage.py runscheduler` runs."
+            )
+        self.stdout.flush()

@@ -1,4 +1,5 @@
-"""Run the periodic-job scheduler (one process per deployment; see apps.tasks.scheduler)."""
+"""Run the periodic-job scheduler apart from the workers (see apps.tasks.scheduler); workers send the
+schedules themselves unless TASK_CONFIG.schedules_in_workers is off."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.tasks import scheduler as schedules
 from apps.tasks.config import get_task_config
+from apps.tasks.services.schedules import last_sent, next_run
 
 
 def _stop(signum: int, frame: Any) -> None:
@@ -46,7 +48,7 @@ class Command(BaseCommand):
         for send in sends:
             self.stdout.write(
                 f"Schedule {send.entry.name}: {send.entry.cron} -> {send.actor.actor_name} "
-                f"(queue {send.actor.queue_name}), next {schedules.next_run(send.entry):%Y-%m-%d %H:%M %Z}"
+                f"(queue {send.actor.queue_name}), next {next_run(send.entry):%Y-%m-%d %H:%M %Z}"
             )
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
@@ -65,7 +67,7 @@ class Command(BaseCommand):
     def _list(self, sends: list) -> None:
 
         try:
-            sent = schedules.last_sent()
+            sent = last_sent()
         except Exception as exc:  # Redis down: still list the configuration
             self.stderr.write(f"Last runs unavailable: {type(exc).__name__}")
             sent = {}
@@ -78,5 +80,5 @@ class Command(BaseCommand):
             )
             self.stdout.write(
                 f"{send.entry.name}\t{send.entry.cron}\t{send.actor.actor_name}\tnext "
-                f"{schedules.next_run(send.entry):%Y-%m-%d %H:%M %Z}\tlast {last_text}"
+                f"{next_run(send.entry):%Y-%m-%d %H:%M %Z}\tlast {last_text}"
             )
