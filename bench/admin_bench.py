@@ -37,14 +37,14 @@ FROM generate_series(%s, %s) AS i
 
 
 PAGES = {
-    "admin list": "/admin/tasks/jobrecord/",
-    "admin list, status=dead_letter": "/admin/tasks/jobrecord/?status__exact=dead_letter",
-    "admin list, queue=low, page 50": "/admin/tasks/jobrecord/?queue_name=low&p=50",
-    "admin list, actor=send_email": "/admin/tasks/jobrecord/?actor_name=send_email",
-    "admin search by id": "/admin/tasks/jobrecord/?q={first_id}",
+    "admin list": "/admin/dramatiq_tasks/jobrecord/",
+    "admin list, status=dead_letter": "/admin/dramatiq_tasks/jobrecord/?status__exact=dead_letter",
+    "admin list, queue=low, page 50": "/admin/dramatiq_tasks/jobrecord/?queue_name=low&p=50",
+    "admin list, actor=send_email": "/admin/dramatiq_tasks/jobrecord/?actor_name=send_email",
+    "admin search by id": "/admin/dramatiq_tasks/jobrecord/?q={first_id}",
     "job API, status=failed": "/tasks/api/jobs/?status=failed&page_size=50",
     "health endpoint": "/health/tasks/",
-    "dashboard data": "/admin/tasks/jobrecord/dashboard/data/",
+    "dashboard data": "/admin/dramatiq_tasks/jobrecord/dashboard/data/",
 }
 
 

@@ -115,6 +115,8 @@ STATIC_ROOT = VAR_DIR / "static"
 
 # The task layer: broker on Redis DB 2, cache on DB 0, sessions on DB 1.
 TASK_CONFIG = TaskConfig(
+    # Cache on Redis DB 0 and sessions on DB 1 (django-redis), beside the broker on DB 2.
+    redis_caches=True,
     enabled=env_bool("TASKS_ENABLED", True),
     dramatiq=DramatiqConfig(
         redis_url=env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -158,7 +160,7 @@ TASK_CONFIG = TaskConfig(
     metrics_enabled=env_bool("TASKS_METRICS", False),
     metrics_token=env_str("TASKS_METRICS_TOKEN", ""),
 )
-globals().update(TASK_CONFIG.to_django_settings())
+TASK_CONFIG.merge_into(globals())
 
 # Durable workflows (apps.workflows): off unless TEMPORAL_ENABLED=1.
 TEMPORAL_CONFIG = TemporalConfig(

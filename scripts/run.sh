@@ -12,6 +12,7 @@ PORT="${PORT:-8000}"
 py=.venv/bin/python
 
 echo "run: migrating the database" >&2
+$py manage.py tasks_adopt_label >/dev/null  # databases made before the app label changed
 $py manage.py migrate --noinput >/dev/null
 
 pids=()

@@ -73,7 +73,7 @@ class JobRecordAdmin(admin.ModelAdmin):
     list_per_page = 50
     ordering = ("-enqueued_at",)
     actions = ["retry_selected", "requeue_dead_letters", "delete_selected"]
-    change_list_template = "admin/tasks/jobrecord/change_list.html"
+    change_list_template = "admin/dramatiq_tasks/jobrecord/change_list.html"
     fieldsets = (
         (None, {"fields": ("message_id", "backend", "actor_name", "queue_name", "status", "attempts", "worker")}),
         ("Arguments", {"fields": ("args", "kwargs", "args_complete", "result")}),
@@ -112,7 +112,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         return super().has_change_permission(request, obj) and obj is None
 
     def has_retry_permission(self, request) -> bool:
-        return request.user.has_perm("tasks.change_jobrecord")
+        return request.user.has_perm("dramatiq_tasks.change_jobrecord")
 
     @admin.action(description="Retry selected jobs", permissions=["retry"])
     def retry_selected(self, request, queryset) -> None:
@@ -158,7 +158,7 @@ class JobRecordAdmin(admin.ModelAdmin):
             "data_url": reverse("admin:tasks_dashboard_data"),
             "opts": self.model._meta,
         }
-        return TemplateResponse(request, "admin/tasks/dashboard.html", context)
+        return TemplateResponse(request, "admin/dramatiq_tasks/dashboard.html", context)
 
     def dashboard_data_view(self, request: HttpRequest) -> JsonResponse:
         self._require_view(request)
@@ -180,4 +180,4 @@ class JobRecordAdmin(admin.ModelAdmin):
         if request.method != "GET":
             return HttpResponseNotAllowed(["GET", "POST"])
         context = {**self.admin_site.each_context(request), "title": f"Clear queue {queue}?", "queue": queue}
-        return TemplateResponse(request, "admin/tasks/clear_queue_confirm.html", context)
+        return TemplateResponse(request, "admin/dramatiq_tasks/clear_queue_confirm.html", context)

@@ -47,7 +47,7 @@ def _int_param(request: HttpRequest, name: str, default: int) -> int:
 
 
 @require_GET
-@staff_json("tasks.view_jobrecord")
+@staff_json("dramatiq_tasks.view_jobrecord")
 def job_list(request: HttpRequest) -> JsonResponse:
     try:
         page = _int_param(request, "page", 1)
@@ -72,7 +72,7 @@ def job_list(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
-@staff_json("tasks.view_jobrecord")
+@staff_json("dramatiq_tasks.view_jobrecord")
 def job_detail(request: HttpRequest, job_id: str) -> JsonResponse:
     record = JobRecord.objects.filter(message_id=job_id).first()
     if record is None:
@@ -81,7 +81,7 @@ def job_detail(request: HttpRequest, job_id: str) -> JsonResponse:
 
 
 @require_POST
-@staff_json("tasks.change_jobrecord")
+@staff_json("dramatiq_tasks.change_jobrecord")
 def job_retry(request: HttpRequest, job_id: str) -> JsonResponse:
     try:
         new_id = records.retry_job(job_id)

@@ -333,6 +333,9 @@ class TaskConfig(BaseModel):
     #: Durable workflows beside dramatiq (``apps.workflows``); off unless enabled.
     auto_discover_tasks: bool = True
     task_modules: tuple[str, ...] = ("tasks",)
+    #: Opt in to the cache on Redis DB ``cache_redis_db`` and sessions on DB ``session_redis_db``
+    #: (django-redis, aliases ``default`` and ``sessions``). Off: the project's CACHES and sessions stay.
+    redis_caches: bool = False
     cache_redis_db: int = Field(default=0, ge=0, le=MAX_DB)
     session_redis_db: int = Field(default=1, ge=0, le=MAX_DB)
     cache_key_prefix: str = ""
@@ -417,7 +420,9 @@ class TaskConfig(BaseModel):
         }
 
     def to_django_settings(self) -> dict[str, Any]:
-        """The settings a Django project merges: broker, discovery, caches and sessions."""
+        """The settings this configuration makes: broker and discovery, and with ``redis_caches``
+        the caches and sessions. ``merge_into`` adds them to a settings module without replacing
+        the project's own."""
         if self.enabled:
             broker = {
                 "BROKER": BROKER_CLASS,
@@ -428,18 +433,66 @@ class TaskConfig(BaseModel):
         else:
             # Disabled: nothing may talk to Redis on the broker's behalf.
             broker = {"BROKER": STUB_BROKER_CLASS, "OPTIONS": {}, "MIDDLEWARE": list(DRAMATIQ_DEFAULT_MIDDLEWARE)}
-        return {
+        generated: dict[str, Any] = {
             "TASK_CONFIG": self,
             "DRAMATIQ_BROKER": broker,
             "DRAMATIQ_AUTODISCOVER_MODULES": list(self.task_modules) if self.auto_discover_tasks else [],
             "DRAMATIQ_TASKS_DATABASE": "default",
-            "CACHES": {
-                "default": self._cache(self.cache_redis_db),
-                "sessions": self._cache(self.session_redis_db),
-            },
-            "SESSION_ENGINE": "django.contrib.sessions.backends.cache",
-            "SESSION_CACHE_ALIAS": "sessions",
         }
+        if self.redis_caches:
+            generated.update(
+                CACHES={"default": self._cache(self.cache_redis_db), "sessions": self._cache(self.session_redis_db)},
+                SESSION_ENGINE="django.contrib.sessions.backends.cache",
+                SESSION_CACHE_ALIAS="sessions",
+            )
+        return generated
+
+    def merge_into(self, settings: dict[str, Any]) -> None:
+        """Add this configuration's settings to a settings module (``TASK_CONFIG.merge_into(globals())``).
+
+        The broker settings are the app's: a project that sets ``DRAMATIQ_BROKER`` (or the other
+        ``DRAMATIQ_*`` settings) differently gets ImproperlyConfigured naming it. Caches and sessions
+        change only with ``redis_caches``: then the ``default`` and ``sessions`` aliases are the
+        app's, other aliases stay, and a project value replaced is named in a SettingsConflictWarning.
+        """
+        from django.core.exceptions import ImproperlyConfigured
+
+        generated = self.to_django_settings()
+        for name in ("DRAMATIQ_BROKER", "DRAMATIQ_AUTODISCOVER_MODULES", "DRAMATIQ_TASKS_DATABASE"):
+            if name in settings and settings[name] != generated[name]:
+                raise ImproperlyConfigured(
+                    f"{name} is set in your settings and by TASK_CONFIG: remove yours (TASK_CONFIG.dramatiq "
+                    f"and task_modules configure the broker and discovery)."
+                )
+        if self.redis_caches:
+            caches = dict(settings.get("CACHES") or {})
+            for alias, value in generated["CACHES"].items():
+                if alias in caches and caches[alias] != value and caches[alias] != _DJANGO_DEFAULT_CACHE:
+                    _warn_conflict(f"CACHES[{alias!r}] ({caches[alias].get('BACKEND', '?')})", value["BACKEND"])
+                caches[alias] = value
+            generated["CACHES"] = caches
+            for name in ("SESSION_ENGINE", "SESSION_CACHE_ALIAS"):
+                if name in settings and settings[name] != generated[name]:
+                    _warn_conflict(f"{name} ({settings[name]})", generated[name])
+        settings.update(generated)
+
+
+class SettingsConflictWarning(UserWarning):
+    """TASK_CONFIG.merge_into replaced a value the project had set (with ``redis_caches``)."""
+
+
+#: What Django uses when a project sets no CACHES: replacing it is no conflict.
+_DJANGO_DEFAULT_CACHE = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+
+
+def _warn_conflict(what: str, replacement: str) -> None:
+    import warnings
+
+    warnings.warn(
+        f"TASK_CONFIG.redis_caches replaces your {what} with {replacement}; set redis_caches=False to keep yours.",
+        SettingsConflictWarning,
+        stacklevel=3,
+    )
 
 
 def get_task_config() -> TaskConfig:

@@ -42,6 +42,8 @@ class JobRecord(models.Model):
     )
 
     class Meta:
+        # Named after the app's first label (``tasks``); the label is now ``dramatiq_tasks``.
+        db_table = "tasks_jobrecord"
         ordering = ["-enqueued_at"]
         indexes = [
             models.Index(fields=["-enqueued_at"], name="tasks_job_enqueued"),

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 def admin_link(message_id: str) -> str:
     """The admin change page of a job record (absolute when TASK_CONFIG.admin_base_url is set)."""
     try:
-        path = reverse("admin:tasks_jobrecord_change", args=[message_id])
+        path = reverse("admin:dramatiq_tasks_jobrecord_change", args=[message_id])
     except NoReverseMatch:
         return ""
     return get_task_config().admin_base_url.rstrip("/") + path

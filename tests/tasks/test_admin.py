@@ -16,9 +16,9 @@ from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-LIST = "/admin/tasks/jobrecord/"
-DASHBOARD = "/admin/tasks/jobrecord/dashboard/"
-DATA = "/admin/tasks/jobrecord/dashboard/data/"
+LIST = "/admin/dramatiq_tasks/jobrecord/"
+DASHBOARD = "/admin/dramatiq_tasks/jobrecord/dashboard/"
+DATA = "/admin/dramatiq_tasks/jobrecord/dashboard/data/"
 
 
 @pytest.fixture
@@ -107,16 +107,16 @@ def test_dashboard_shows_queues_chart_and_events(staff, broker_redis, clean_queu
     assert {row["name"]: row["ready"] for row in data["queues"]}["low"] == 1
     assert data["events"][0]["event"] == "enqueued"
     assert len(data["series"]) == 60 and data["chart_svg"].startswith("<svg")
-    assert staff.get("/admin/tasks/jobrecord/dashboard/clear/low/").status_code == 403
+    assert staff.get("/admin/dramatiq_tasks/jobrecord/dashboard/clear/low/").status_code == 403
 
 
 def test_clear_queue_asks_then_clears_with_debug_on(staff, broker_redis, clean_queues, settings):
     settings.DEBUG = True
     pending = enqueue(tasks.low_noop)
     assert "/dashboard/clear/low/" in staff.get(DASHBOARD).content.decode()
-    confirm = staff.get("/admin/tasks/jobrecord/dashboard/clear/low/")
+    confirm = staff.get("/admin/dramatiq_tasks/jobrecord/dashboard/clear/low/")
     assert confirm.status_code == 200 and "cannot be undone" in confirm.content.decode()
     assert JobRecord.objects.get(message_id=pending).status == JobStatus.PENDING  # GET changed nothing
-    response = staff.post("/admin/tasks/jobrecord/dashboard/clear/low/", follow=True)
+    response = staff.post("/admin/dramatiq_tasks/jobrecord/dashboard/clear/low/", follow=True)
     assert "Cleared 1 message(s)" in response.content.decode()
     assert staff.get(DATA).json()["queues"][2]["ready"] == 0

@@ -53,7 +53,7 @@ def test_admin_dashboard_and_retry_in_a_real_browser(browser_page, live_server, 
     wait_for_status(failed_id, JobStatus.DEAD_LETTER)
 
     page = browser_page
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/tasks/jobrecord/dashboard/")
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/dramatiq_tasks/jobrecord/dashboard/")
     page.fill("#id_username", "admin")
     page.fill("#id_password", "a-long-test-password")
     page.click("input[type=submit]")
@@ -66,7 +66,7 @@ def test_admin_dashboard_and_retry_in_a_real_browser(browser_page, live_server, 
     assert page.locator("#tasks-chart svg").count() == 1
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
-    page.goto(f"{live_server.url}/admin/tasks/jobrecord/?status__exact=dead_letter")
+    page.goto(f"{live_server.url}/admin/dramatiq_tasks/jobrecord/?status__exact=dead_letter")
     page.check(f"input[name=_selected_action][value='{failed_id}']")
     page.select_option("select[name=action]", "retry_selected")
     page.click("button[name=index]")

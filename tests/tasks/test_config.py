@@ -1,10 +1,12 @@
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from pydantic import ValidationError
 
 from apps.tasks.config import (
     BUILTIN_QUEUES,
     DRAMATIQ_DEFAULT_MIDDLEWARE,
     DramatiqConfig,
+    SettingsConflictWarning,
     TaskBackend,
     TaskConfig,
 )
@@ -23,7 +25,10 @@ def test_defaults():
 
 
 def test_generated_settings_shape():
-    config = TaskConfig(dramatiq=DramatiqConfig(redis_url="redis://:pw@redis.internal:6380/0", redis_key_prefix="app"))
+    config = TaskConfig(
+        dramatiq=DramatiqConfig(redis_url="redis://:pw@redis.internal:6380/0", redis_key_prefix="app"),
+        redis_caches=True,
+    )
     generated = config.to_django_settings()
     assert set(generated) == {
         "TASK_CONFIG",
@@ -185,3 +190,37 @@ def test_get_task_config_follows_every_way_settings_change(settings):
     assert get_task_config() is original
     del settings.TASK_CONFIG
     assert get_task_config() == TaskConfig()
+
+
+def test_without_redis_caches_the_projects_caches_and_sessions_stay():
+    settings = {"CACHES": {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}, "DEBUG": True}
+    TaskConfig().merge_into(settings)
+    assert settings["CACHES"] == {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    assert "SESSION_ENGINE" not in settings
+    assert settings["DRAMATIQ_BROKER"]["BROKER"] == "apps.tasks.broker.RedisBroker" and settings["DEBUG"] is True
+
+
+def test_redis_caches_replace_the_two_aliases_keep_the_others_and_name_each_conflict():
+    settings = {
+        "CACHES": {
+            "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": "/tmp/c"},
+            "reports": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+        },
+        "SESSION_ENGINE": "django.contrib.sessions.backends.db",
+    }
+    with pytest.warns(SettingsConflictWarning) as caught:
+        TaskConfig(redis_caches=True).merge_into(settings)
+    messages = [str(warning.message) for warning in caught]
+    assert len(messages) == 2
+    assert "CACHES['default'] (django.core.cache.backends.filebased.FileBasedCache)" in messages[0]
+    assert "SESSION_ENGINE (django.contrib.sessions.backends.db)" in messages[1]
+    assert set(settings["CACHES"]) == {"default", "sessions", "reports"}
+    assert settings["CACHES"]["default"]["BACKEND"] == "django_redis.cache.RedisCache"
+    assert settings["SESSION_ENGINE"] == "django.contrib.sessions.backends.cache"
+
+
+def test_a_project_broker_setting_that_differs_is_an_error_naming_it():
+    with pytest.raises(ImproperlyConfigured, match="DRAMATIQ_BROKER is set in your settings and by TASK_CONFIG"):
+        TaskConfig().merge_into({"DRAMATIQ_BROKER": {"BROKER": "dramatiq.brokers.redis.RedisBroker"}})
+    same = TaskConfig().to_django_settings()
+    TaskConfig().merge_into(dict(same))  # the same values twice (a settings module imported again) are fine

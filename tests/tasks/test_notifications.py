@@ -30,7 +30,7 @@ def test_mail_admins_with_actor_id_error_and_admin_link(settings):
     assert sent.to == ["ops@example.com"]
     assert "send_invoice" in sent.subject and "4f1c-dead" in sent.subject
     assert "bad invoice number" in sent.body
-    assert "/admin/tasks/jobrecord/4f1c-dead/change/" in sent.body
+    assert "/admin/dramatiq_tasks/jobrecord/4f1c-dead/change/" in sent.body
 
 
 def test_no_admins_is_logged_not_raised(settings, caplog):

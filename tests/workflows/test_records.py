@@ -60,7 +60,7 @@ def test_admin_offers_the_temporal_queue_and_backend_filters(settings, admin_cli
     with_temporal(settings)
     JobRecord.objects.create(message_id="t", actor_name="x", queue_name="long", backend="temporal",
                              enqueued_at=T0, updated_at=T0)  # fmt: skip
-    page = admin_client.get("/admin/tasks/jobrecord/").content.decode()
+    page = admin_client.get("/admin/dramatiq_tasks/jobrecord/").content.decode()
     assert "?queue_name=long" in page and "?backend__exact=temporal" in page
 
 

@@ -129,7 +129,7 @@ def test_a_short_job_runs_on_dramatiq_and_a_long_one_on_temporal(
     by_queue = client.get("/tasks/api/jobs/", {"queue": temporal.task_queue}).json()["results"]
     assert [row["id"] for row in by_queue] == [long_id]
     assert client.get("/tasks/api/jobs/", {"backend": "celery"}).status_code == 400
-    page = client.get("/admin/tasks/jobrecord/", {"backend": "temporal"}).content.decode()
+    page = client.get("/admin/dramatiq_tasks/jobrecord/", {"backend": "temporal"}).content.decode()
     assert long_id in page and short_id not in page
     retry = client.post(f"/tasks/api/jobs/{long_id}/retry/")
     assert retry.status_code == 409 and "JobRouter" in retry.json()["error"]

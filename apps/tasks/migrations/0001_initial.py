@@ -35,6 +35,8 @@ class Migration(migrations.Migration):
                 ('updated_at', models.DateTimeField()),
             ],
             options={
+                # The table keeps the name it had under the app's first label, ``tasks``.
+                'db_table': 'tasks_jobrecord',
                 'ordering': ['-enqueued_at'],
                 'indexes': [models.Index(fields=['-enqueued_at'], name='tasks_job_enqueued'), models.Index(fields=['status', '-enqueued_at'], name='tasks_job_status'), models.Index(fields=['queue_name', '-enqueued_at'], name='tasks_job_queue'), models.Index(fields=['actor_name', '-enqueued_at'], name='tasks_job_actor'), models.Index(fields=['updated_at'], name='tasks_job_updated')],
             },

@@ -26,6 +26,6 @@ def create_like_index(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tasks", "0002_jobrecord_backend")]
+    dependencies = [("dramatiq_tasks", "0002_jobrecord_backend")]
 
     operations = [migrations.RunPython(drop_like_index, create_like_index)]
