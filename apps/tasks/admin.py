@@ -16,7 +16,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from apps.tasks.discovery import import_task_modules
-from apps.tasks.models import JobRecord, JobStatus
+from apps.tasks.models import JobRecord, JobStatus, QueuesAndWorkers
 from apps.tasks.services import dead_letters, queues
 from apps.tasks.services.dashboard import dashboard_data
 from apps.tasks.services.records import record_queues, retry_jobs
@@ -181,3 +181,23 @@ class JobRecordAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["GET", "POST"])
         context = {**self.admin_site.each_context(request), "title": f"Clear queue {queue}?", "queue": queue}
         return TemplateResponse(request, "admin/dramatiq_tasks/clear_queue_confirm.html", context)
+
+
+@admin.register(QueuesAndWorkers)
+class QueuesAndWorkersAdmin(admin.ModelAdmin):
+    """Puts "Queues & workers" on the admin index, for whoever may view job records."""
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("dramatiq_tasks.view_jobrecord")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        return redirect("admin:tasks_dashboard")

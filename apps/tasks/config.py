@@ -363,6 +363,13 @@ class TaskConfig(BaseModel):
     #: When set, /metrics wants ``Authorization: Bearer <token>``.
     metrics_token: str = Field(default="", repr=False)
 
+    @field_validator("metrics_enabled")
+    @classmethod
+    def _check_metrics(cls, value: bool) -> bool:
+        if value and find_spec("prometheus_client") is None:
+            raise ValueError("metrics_enabled needs the metrics extra: pip install 'django-dramatiq-tasks[metrics]'")
+        return value
+
     @field_validator("dead_letter_notifier")
     @classmethod
     def _check_notifier(cls, value: str) -> str:

@@ -75,7 +75,9 @@ def configuration_errors() -> list[str]:
     elif "Retries" in positions and positions[lifecycle_class] > positions["Retries"]:
         errors.append("the lifecycle middleware must come before Retries to record retry decisions")
     if getattr(settings, "DRAMATIQ_BROKER", {}).get("OPTIONS", {}).get("url") != config.dramatiq.broker_url:
-        errors.append("DRAMATIQ_BROKER does not match TASK_CONFIG: build settings with TASK_CONFIG.merge_into(globals())")
+        errors.append(
+            "DRAMATIQ_BROKER does not match TASK_CONFIG: build settings with TASK_CONFIG.merge_into(globals())"
+        )
     return errors
 
 

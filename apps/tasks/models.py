@@ -2,7 +2,7 @@ from django.db import models
 
 from .status import TERMINAL_STATUSES, JobStatus
 
-__all__ = ["TERMINAL_STATUSES", "JobBackend", "JobRecord", "JobStatus"]
+__all__ = ["TERMINAL_STATUSES", "JobBackend", "JobRecord", "JobStatus", "QueuesAndWorkers"]
 
 
 class JobBackend(models.TextChoices):
@@ -56,3 +56,12 @@ class JobRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name} {self.message_id} ({self.status})"
+
+
+class QueuesAndWorkers(JobRecord):
+    """No data of its own: the admin index's "Queues & workers" entry, which opens the dashboard."""
+
+    class Meta:
+        proxy = True
+        verbose_name = verbose_name_plural = "Queues & workers"
+        default_permissions = ()

@@ -120,3 +120,12 @@ def test_clear_queue_asks_then_clears_with_debug_on(staff, broker_redis, clean_q
     response = staff.post("/admin/dramatiq_tasks/jobrecord/dashboard/clear/low/", follow=True)
     assert "Cleared 1 message(s)" in response.content.decode()
     assert staff.get(DATA).json()["queues"][2]["ready"] == 0
+
+
+def test_the_admin_index_links_to_queues_and_workers_for_who_may_view_records(staff, client):
+    index = staff.get("/admin/").content.decode()
+    assert "Queues &amp; workers" in index and "/admin/dramatiq_tasks/queuesandworkers/" in index
+    response = staff.get("/admin/dramatiq_tasks/queuesandworkers/")
+    assert response.status_code == 302 and response.url == DASHBOARD
+    client.force_login(User.objects.create_user("nobody", password="pw", is_staff=True))
+    assert "Queues &amp; workers" not in client.get("/admin/").content.decode()

@@ -1,6 +1,8 @@
 """rundramatiq takes its defaults from TASK_CONFIG and runs a real worker on real Redis."""
 
+import io
 import os
+import re
 import subprocess
 import uuid
 
@@ -29,14 +31,16 @@ def queues_option(args: list[str]) -> list[str]:
 
 def test_defaults_come_from_the_config(settings, exec_calls):
     settings.TASK_CONFIG = TaskConfig(
-        dramatiq=DramatiqConfig(processes=3, threads=5, queues=["emails"], worker_shutdown_timeout_ms=12_000)
+        dramatiq=DramatiqConfig(
+            processes=3, threads=5, queues=["emails", "knowledge"], worker_shutdown_timeout_ms=12_000
+        )
     )
     call_command("rundramatiq", stdout=open(os.devnull, "w"))
     (args,) = exec_calls
     assert option_value(args, "--processes") == "3"
     assert option_value(args, "--threads") == "5"
     assert option_value(args, "--worker-shutdown-timeout") == "12000"
-    assert queues_option(args) == ["default", "high", "low", "emails"]
+    assert queues_option(args) == ["default", "high", "low", "emails", "knowledge"]
     assert "apps.tasks.tasks" in args
     assert "tests.testapp.tasks" in args
 
@@ -83,3 +87,35 @@ def test_worker_processes_a_discovered_actor_and_stops_cleanly_on_sigterm(start_
         pytest.fail(f"worker did not exit within its shutdown timeout:\n{worker.log()}")
     assert exit_code == 0, worker.log()
     assert "Worker has been shut down" in worker.log()
+
+
+@pytest.fixture
+def plain_actor_on_its_own_queue():
+    """A plain ``@dramatiq.actor`` on a queue TASK_CONFIG does not list, as a third-party app has."""
+    import dramatiq
+
+    broker = dramatiq.get_broker()
+    actor = dramatiq.actor(lambda: None, actor_name="reports_plain_actor", queue_name="reports")
+    yield actor
+    del broker.actors[actor.actor_name]
+    broker.queues.discard("reports")  # a set on RedisBroker
+    broker.delay_queues.discard("reports.DQ")
+
+
+def test_queues_declared_by_actors_are_consumed_and_named(exec_calls, plain_actor_on_its_own_queue):
+    out = io.StringIO()
+    call_command("rundramatiq", stdout=out)
+    (args,) = exec_calls
+    assert queues_option(args)[-1] == "reports" and "knowledge" in queues_option(args)
+    assert re.search(r"\(declared by actors, not in TASK_CONFIG: [^)]*\breports\b", out.getvalue())
+
+
+def test_a_declared_queue_may_be_chosen_and_an_unknown_one_is_refused_with_both_lists(
+    exec_calls, plain_actor_on_its_own_queue
+):
+    call_command("rundramatiq", "--queues", "reports", stdout=io.StringIO())
+    assert queues_option(exec_calls[0]) == ["reports"]
+    with pytest.raises(
+        CommandError, match=r"Unknown queue\(s\): nope\. Configured queues: .*; declared by actors: .*\breports\b"
+    ):
+        call_command("rundramatiq", "--queues", "nope")

@@ -1,4 +1,8 @@
-"""django-dramatiq's rundramatiq, with processes, threads, queues and shutdown timeout from TASK_CONFIG."""
+"""django-dramatiq's rundramatiq, with processes, threads, queues and shutdown timeout from TASK_CONFIG.
+
+By default a worker consumes the configured queues and every queue a discovered actor declares
+(as django-dramatiq does), and says which; ``--queues`` names must be among those.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from django.core.management.base import CommandError
 from django_dramatiq.management.commands.rundramatiq import Command as BaseCommand
 
 from apps.tasks.config import get_task_config
+from apps.tasks.discovery import import_task_modules
 
 
 class Command(BaseCommand):
@@ -27,14 +32,18 @@ class Command(BaseCommand):
         if not config.enabled:
             raise CommandError("Tasks are disabled (TASK_CONFIG.enabled is False): no worker to run.")
         configured = list(config.dramatiq.queues)
+        declared = [name for name in declared_queues() if name not in configured]
         if queues:
-            unknown = [name for name in queues if name not in configured]
+            unknown = [name for name in queues if name not in configured and name not in declared]
             if unknown:
+                also = f"; declared by actors: {', '.join(declared)}" if declared else ""
                 raise CommandError(
-                    f"Unknown queue(s): {', '.join(unknown)}. Configured queues: {', '.join(configured)}."
+                    f"Unknown queue(s): {', '.join(unknown)}. Configured queues: {', '.join(configured)}{also}."
                 )
         else:
-            queues = configured
+            queues = configured + declared
+            also = f" (declared by actors, not in TASK_CONFIG: {', '.join(declared)})" if declared else ""
+            self.stdout.write(f"Consuming queues: {', '.join(queues)}{also}.")
         self._announce_schedules(config)
         super().handle(*args, queues=queues, **options)
 
@@ -50,3 +59,12 @@ class Command(BaseCommand):
                 f"sends {names} unless `manage.py runscheduler` runs."
             )
         self.stdout.flush()
+
+
+def declared_queues() -> list[str]:
+    """The queues the discovered actors declare (delay queues left out), sorted."""
+    import dramatiq
+    from dramatiq.common import q_name
+
+    import_task_modules()
+    return sorted({q_name(name) for name in dramatiq.get_broker().get_declared_queues()})

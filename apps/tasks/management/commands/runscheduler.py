@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 from datetime import datetime, timezone
+from importlib.util import find_spec
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -44,6 +45,11 @@ class Command(BaseCommand):
         if list_only:
             self._list(sends)
             return
+        if find_spec("dramatiq_crontab") is None:
+            raise CommandError(
+                "runscheduler needs the scheduler extra: pip install 'django-dramatiq-tasks[scheduler]' "
+                "(workers send the schedules without it)."
+            )
         scheduler = schedules.register(sends)
         for send in sends:
             self.stdout.write(
