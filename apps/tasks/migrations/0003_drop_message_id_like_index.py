@@ -10,7 +10,7 @@ from django.db import migrations
 def drop_like_index(apps, schema_editor) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
-    model = apps.get_model("tasks", "JobRecord")
+    model = apps.get_model("dramatiq_tasks", "JobRecord")
     name = schema_editor._create_index_name(model._meta.db_table, ["message_id"], suffix="_like")
     schema_editor.execute(f"DROP INDEX IF EXISTS {schema_editor.quote_name(name)}")
 
@@ -18,7 +18,7 @@ def drop_like_index(apps, schema_editor) -> None:
 def create_like_index(apps, schema_editor) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
-    model = apps.get_model("tasks", "JobRecord")
+    model = apps.get_model("dramatiq_tasks", "JobRecord")
     field = model._meta.get_field("message_id")
     like_index = schema_editor._create_like_index_sql(model, field)
     if like_index is not None:
