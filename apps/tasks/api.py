@@ -1,21 +1,72 @@
-"""JSON job-status API for staff: list with filters and pages, detail, retry."""
+"""JSON job-status API for staff: list with filters and pages, detail, retry.
+
+Every answer is JSON, errors included: bad ids and pages (400, checked before the database sees
+them), methods (405 with ``Allow``), authentication (401/403) and CSRF failures (403, through
+``csrf_failure``, which ``TASK_CONFIG.merge_into`` sets as ``CSRF_FAILURE_VIEW``).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import wraps
 
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET, require_POST
+from django.urls import Resolver404, resolve
+from django.views.csrf import csrf_failure as django_csrf_failure
 
+from apps.tasks.masking import mask_text
 from apps.tasks.models import JobRecord
 from apps.tasks.services import records
 
 DEFAULT_PAGE_SIZE = 50
+#: A job id: what message ids and Temporal workflow ids are made of, at most the column's 64 characters.
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
 
 
 def error(status: int, message: str, **extra) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
+
+
+def methods(*allowed: str) -> Callable:
+    """Like ``require_http_methods``, with a JSON 405 naming the allowed methods."""
+
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs):
+            if request.method not in allowed:
+                response = error(405, f"method {request.method} not allowed", allowed=list(allowed))
+                response["Allow"] = ", ".join(allowed)
+                return response
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def valid_job_id(view: Callable) -> Callable:
+    """A 400 for an id no job can have (NUL, control characters, too long), before any query."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, job_id: str, *args, **kwargs):
+        if not JOB_ID.fullmatch(job_id):
+            return error(400, "not a job id: letters, digits and . _ : @ - only, at most 64 characters")
+        return view(request, job_id, *args, **kwargs)
+
+    return wrapped
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> object:
+    """CSRF_FAILURE_VIEW: JSON for the API, Django's own page elsewhere."""
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        match = None
+    if match is not None and match.namespace == "tasks" and match.url_name.startswith("job-"):
+        hint = "send the csrftoken cookie's value as X-CSRFToken"
+        return error(403, f"CSRF verification failed: {reason}", hint=hint)
+    return django_csrf_failure(request, reason=reason)
 
 
 def staff_json(permission: str) -> Callable:
@@ -46,7 +97,7 @@ def _int_param(request: HttpRequest, name: str, default: int) -> int:
         raise records.InvalidFilter(f"{name} must be an integer, not {raw!r}") from None
 
 
-@require_GET
+@methods("GET")
 @staff_json("dramatiq_tasks.view_jobrecord")
 def job_list(request: HttpRequest) -> JsonResponse:
     try:
@@ -71,8 +122,9 @@ def job_list(request: HttpRequest) -> JsonResponse:
     )
 
 
-@require_GET
+@methods("GET")
 @staff_json("dramatiq_tasks.view_jobrecord")
+@valid_job_id
 def job_detail(request: HttpRequest, job_id: str) -> JsonResponse:
     record = JobRecord.objects.filter(message_id=job_id).first()
     if record is None:
@@ -80,8 +132,9 @@ def job_detail(request: HttpRequest, job_id: str) -> JsonResponse:
     return JsonResponse(records.record_as_dict(record, detail=True))
 
 
-@require_POST
+@methods("POST")
 @staff_json("dramatiq_tasks.change_jobrecord")
+@valid_job_id
 def job_retry(request: HttpRequest, job_id: str) -> JsonResponse:
     try:
         new_id = records.retry_job(job_id)
@@ -90,5 +143,5 @@ def job_retry(request: HttpRequest, job_id: str) -> JsonResponse:
     except records.CannotRetry as exc:
         return error(409, str(exc))
     except Exception as exc:  # broker down, corrupt dead letter: say so, as JSON
-        return error(503, f"retry failed: {type(exc).__name__}: {exc}")
+        return error(503, mask_text(f"retry failed: {type(exc).__name__}: {exc}"))
     return JsonResponse({"job_id": new_id, "retried": job_id}, status=202)

@@ -461,6 +461,7 @@ class TaskConfig(BaseModel):
         ``DRAMATIQ_*`` settings) differently gets ImproperlyConfigured naming it. Caches and sessions
         change only with ``redis_caches``: then the ``default`` and ``sessions`` aliases are the
         app's, other aliases stay, and a project value replaced is named in a SettingsConflictWarning.
+        ``CSRF_FAILURE_VIEW`` and ``DEFAULT_EXCEPTION_REPORTER(_FILTER)`` are set unless the project set them.
         """
         from django.core.exceptions import ImproperlyConfigured
 
@@ -482,6 +483,10 @@ class TaskConfig(BaseModel):
                 if name in settings and settings[name] != generated[name]:
                     _warn_conflict(f"{name} ({settings[name]})", generated[name])
         settings.update(generated)
+        # Unless the project has its own: JSON CSRF errors for the API, masked DEBUG pages and error mails.
+        settings.setdefault("CSRF_FAILURE_VIEW", "apps.tasks.api.csrf_failure")
+        settings.setdefault("DEFAULT_EXCEPTION_REPORTER_FILTER", "apps.tasks.debug.TaskExceptionReporterFilter")
+        settings.setdefault("DEFAULT_EXCEPTION_REPORTER", "apps.tasks.debug.TaskExceptionReporter")
 
 
 class SettingsConflictWarning(UserWarning):

@@ -15,7 +15,8 @@ from django.conf import settings
 
 from apps.tasks.config import LIFECYCLE_MIDDLEWARE, get_task_config
 from apps.tasks.discovery import discover_task_modules
-from apps.tasks.redis_urls import mask_text, mask_url
+from apps.tasks.masking import mask_text
+from apps.tasks.redis_urls import mask_url
 from apps.tasks.services.broker_info import broker_info
 from apps.tasks.services.ping import redis_latency_ms
 from apps.tasks.services.queues import queue_stats

@@ -18,7 +18,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from apps.tasks.redis_urls import mask_text
+from apps.tasks.masking import mask_text
 
 LOG_FORMATS = ("plain", "json")
 #: The attributes JobContextFilter puts on every record (None outside a job).

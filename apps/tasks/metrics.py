@@ -10,7 +10,6 @@ while off. ``metrics_token`` (env ``TASKS_METRICS_TOKEN``) makes it want a beare
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 from collections.abc import Iterator
@@ -23,8 +22,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import choose_encoder
 
+from apps.tasks.access import bearer_token_matches
 from apps.tasks.config import get_task_config
-from apps.tasks.redis_urls import mask_text
+from apps.tasks.masking import mask_text
 from apps.tasks.services import metrics
 from apps.tasks.services.metrics import BUCKETS
 from apps.tasks.services.queues import queue_stats
@@ -112,10 +112,7 @@ def render_metrics(accept: str = "") -> tuple[bytes, str]:
 
 
 def _authorized(request: HttpRequest, token: str) -> bool:
-    if not token:
-        return True
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    return not token or bearer_token_matches(request, token)
 
 
 @never_cache

@@ -7,7 +7,6 @@ characters, IPv6 hosts, ports and query options survive untouched.
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
@@ -87,11 +86,3 @@ def mask_url(url: str) -> str:
     if options:
         masked += "?" + "&".join(options)
     return masked
-
-
-_USERINFO_IN_TEXT = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
-
-
-def mask_text(text: str) -> str:
-    """``text`` (an error message, a log line) with passwords of any URLs in it replaced by ***."""
-    return _USERINFO_IN_TEXT.sub(rf"\1{MASK}@", text)

@@ -23,7 +23,7 @@ def temporal_health() -> dict[str, Any] | None:
     ``status``: down when the server does not answer, degraded when no live worker polls the task
     queue for workflows or for activities, ok otherwise.
     """
-    from apps.tasks.redis_urls import mask_text
+    from apps.tasks.masking import mask_text
     from apps.workflows import client
 
     config = client.temporal_config()

@@ -26,6 +26,9 @@ GROUP_FILE = ROOT / "deploy" / "supervisor" / "django-tasks.conf"
 SHUTDOWN_TIMEOUT_MS = 15_000
 
 
+PROBE_TOKEN = "supervisor-probe-token"
+
+
 def write_env_file(path: Path, web_port: int) -> None:
     """The settings file the programs source: this test run's database, Redis namespace and URL."""
     env = process_env()
@@ -40,6 +43,7 @@ def write_env_file(path: Path, web_port: int) -> None:
         WEB_CONCURRENCY="1",
         ALLOWED_HOSTS="127.0.0.1",
         PYTHONUNBUFFERED="1",
+        TASKS_METRICS_TOKEN=PROBE_TOKEN,  # the full health report wants it (anonymous callers get the status)
     )
     path.write_text("".join(f"{name}='{value}'\n" for name, value in values.items()))
 
@@ -124,7 +128,10 @@ def test_supervisord_runs_the_group_and_stops_the_worker_cleanly(tmp_path, broke
         assert wait_for(lambda: broker_redis.lrange(key, 0, -1), timeout=60, message="the worker's effect") == [b"done"]
         # The web app answers on its loopback port with the worker listed.
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/health/tasks/", timeout=30) as response:
+            probe = urllib.request.Request(
+                f"http://127.0.0.1:{web_port}/health/tasks/", headers={"Authorization": f"Bearer {PROBE_TOKEN}"}
+            )
+            with urllib.request.urlopen(probe, timeout=30) as response:  # noqa: S310 (http on loopback)
                 health = json.loads(response.read())
         except urllib.error.HTTPError as degraded:  # 503 is still a report
             assert degraded.code == 503, logs()

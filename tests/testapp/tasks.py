@@ -35,6 +35,12 @@ def broken(reason: str) -> None:
     raise PermanentError(reason)
 
 
+@task(queue_name="default", max_retries=0)
+def leaks_secrets(url: str, password: str, api_token: str, tokenizer: str) -> None:
+    """Fail the way a misconfigured client does: the URL with its password in the error."""
+    raise ConnectionError(f"Error 111 connecting to {url}. Connection refused.")
+
+
 @task(queue_name="default", max_retries=3, min_backoff=50)
 def bad_value(value: str) -> None:
     raise ValueError(f"cannot use {value!r}")

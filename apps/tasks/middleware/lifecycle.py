@@ -16,6 +16,7 @@ from dramatiq.worker import ConsumerThread
 from apps.tasks import records
 from apps.tasks.config import get_task_config
 from apps.tasks.logging import JobContext, current_job
+from apps.tasks.masking import mask_text
 from apps.tasks.notifications import notify_dead_letter
 from apps.tasks.records import Transition, attempt_number, now, transition_for, worker_label
 from apps.tasks.records.serialization import stored_result
@@ -102,8 +103,8 @@ class LifecycleMiddleware(Middleware):
                 finished_at,
                 attempt,
                 error_type=f"{type(exception).__module__}.{type(exception).__qualname__}",
-                error_message=str(exception)[:10_000],
-                traceback=message.options.get("traceback") or _format(exception),
+                error_message=mask_text(str(exception)[:10_000]),
+                traceback=mask_text(message.options.get("traceback") or _format(exception)),
             )
             retry_delay = getattr(self._local, "retry_delay", None)
             if proxy.failed:

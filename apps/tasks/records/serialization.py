@@ -6,36 +6,18 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-MASK = "***"
+from apps.tasks.masking import mask_value
 
 
 def mask_secrets(value: Any, secret_keys: Iterable[str]) -> tuple[Any, bool]:
-    """Return ``value`` with dict entries whose key names a secret replaced, and whether any was."""
-    lowered = tuple(key.lower() for key in secret_keys)
-    masked_any = False
-
-    def walk(item: Any) -> Any:
-        nonlocal masked_any
-        if isinstance(item, dict):
-            out = {}
-            for key, inner in item.items():
-                if isinstance(key, str) and any(secret in key.lower() for secret in lowered):
-                    out[key] = MASK
-                    masked_any = True
-                else:
-                    out[key] = walk(inner)
-            return out
-        if isinstance(item, list | tuple):
-            return [walk(inner) for inner in item]
-        return item
-
-    return walk(value), masked_any
+    """Return ``value`` masked by the one policy (``apps.tasks.masking``), and whether anything was."""
+    return mask_value(value, secret_keys)
 
 
 def stored_arguments(args: Any, kwargs: Any, *, secret_keys: Iterable[str], max_bytes: int) -> tuple[str, str, bool]:
     """``(args_json, kwargs_json, complete)`` to store; ``complete`` is False if anything was masked or cut."""
     args, kwargs = list(args or ()), dict(kwargs or {})
-    if kwargs or any(isinstance(item, dict | list | tuple) for item in args):
+    if kwargs or any(isinstance(item, dict | list | tuple | str) for item in args):
         (args, kwargs), masked = mask_secrets([args, kwargs], secret_keys)
     else:
         masked = False

@@ -21,6 +21,7 @@ from apps.tasks.broker import get_redis
 from apps.tasks.config import check_queue, configured_queues
 from apps.tasks.enqueue import send_recorded
 from apps.tasks.errors import UnknownQueueError  # noqa: F401 (callers catch it from here too)
+from apps.tasks.masking import mask_text, mask_value
 from apps.tasks.records import from_millis
 
 logger = logging.getLogger(__name__)
@@ -60,10 +61,10 @@ class DeadLetter:
             "queue": self.queue_name,
             "actor": self.actor_name,
             "dead_at": self.dead_at.isoformat(),
-            "args": list(message.args) if message else None,
-            "kwargs": dict(message.kwargs) if message else None,
+            "args": mask_value(list(message.args))[0] if message else None,
+            "kwargs": mask_value(dict(message.kwargs))[0] if message else None,
             "retries": message.options.get("retries", 0) if message else None,
-            "traceback": message.options.get("traceback", "") if message else "",
+            "traceback": mask_text(message.options.get("traceback", "")) if message else "",
             "decode_error": self.decode_error,
         }
 

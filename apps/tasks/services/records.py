@@ -14,6 +14,8 @@ from apps.tasks.models import TERMINAL_STATUSES, JobBackend, JobRecord, JobStatu
 from apps.tasks.services import dead_letters
 
 MAX_PAGE_SIZE = 200
+#: Pages past this are refused before the database sees an OFFSET it cannot hold (bigint).
+MAX_PAGE = 1_000_000
 
 
 class InvalidFilter(ValueError):
@@ -76,8 +78,8 @@ def filter_records(
 
 def page_of(records: QuerySet[JobRecord], page: int, page_size: int) -> tuple[list[JobRecord], bool]:
     """One page and whether another follows; never a COUNT over the table."""
-    if page < 1:
-        raise InvalidFilter("page must be 1 or more")
+    if not 1 <= page <= MAX_PAGE:
+        raise InvalidFilter(f"page must be between 1 and {MAX_PAGE:,}".replace(",", ""))
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidFilter(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
     start = (page - 1) * page_size
