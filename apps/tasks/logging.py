@@ -47,6 +47,23 @@ class JobContextFilter(logging.Filter):
         return True
 
 
+class MaskingFilter(logging.Filter):
+    """Masks a record's message and traceback (apps.tasks.masking) before any handler formats it:
+    add it to a project's own handlers (``"()": "apps.tasks.logging.MaskingFilter"``) so they get
+    the same policy as the formatters below."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_text(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text)
+        return True
+
+
 class PlainFormatter(logging.Formatter):
     """``time level logger [pid] message``, then ``job_id=… actor=… queue=… attempt=…`` inside a job."""
 
@@ -92,10 +109,17 @@ def logging_config(log_format: str = "plain", level: str = "INFO") -> dict[str, 
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"job_context": {"()": f"{JobContextFilter.__module__}.{JobContextFilter.__qualname__}"}},
+        "filters": {
+            "job_context": {"()": f"{JobContextFilter.__module__}.{JobContextFilter.__qualname__}"},
+            "masking": {"()": f"{MaskingFilter.__module__}.{MaskingFilter.__qualname__}"},
+        },
         "formatters": {log_format: {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
         "handlers": {
-            "console": {"class": "logging.StreamHandler", "formatter": log_format, "filters": ["job_context"]}
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": log_format,
+                "filters": ["job_context", "masking"],
+            }
         },
         "root": {"handlers": ["console"], "level": level},
     }

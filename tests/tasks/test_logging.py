@@ -62,7 +62,7 @@ def test_passwords_in_messages_and_tracebacks_are_masked():
 def test_logging_config_builds_one_handler_with_the_job_filter():
     config = logging_config("json", "DEBUG")
     handler = config["handlers"]["console"]
-    assert handler["filters"] == ["job_context"]
+    assert handler["filters"] == ["job_context", "masking"]
     assert config["formatters"][handler["formatter"]]["()"] == "apps.tasks.logging.JsonFormatter"
     assert config["root"] == {"handlers": ["console"], "level": "DEBUG"}
     with pytest.raises(ValueError, match="xml"):

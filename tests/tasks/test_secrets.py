@@ -186,3 +186,23 @@ def test_check_deploy_is_clean_with_the_production_environment():
     done = run_manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout
+
+
+def test_a_projects_own_log_handler_with_the_masking_filter_gets_masked_lines():
+    import logging
+
+    from apps.tasks.logging import MaskingFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskingFilter())
+    logger = logging.getLogger(f"test.masking.{uuid.uuid4().hex}")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        raise ConnectionError(f"cannot reach redis://:{SECRET}@10.0.0.9:6379/0")
+    except ConnectionError:
+        logger.exception("send(api_token=%r, tokenizer=%r) failed", SECRET, "bert")
+    text = stream.getvalue()
+    assert "ConnectionError" in text and "tokenizer='bert'" in text and "redis://:***@10.0.0.9" in text
+    assert SECRET not in text
