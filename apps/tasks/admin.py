@@ -19,7 +19,7 @@ from apps.tasks.discovery import import_task_modules
 from apps.tasks.models import JobRecord, JobStatus, QueuesAndWorkers
 from apps.tasks.services import dead_letters, queues
 from apps.tasks.services.dashboard import dashboard_data
-from apps.tasks.services.records import record_queues, retry_jobs
+from apps.tasks.services.records import display_actor, record_queues, retry_jobs
 
 #: The list never counts past this: COUNT(*) over a million rows is what makes admin lists slow.
 COUNT_CAP = 10_000
@@ -64,7 +64,7 @@ class ActorFilter(admin.SimpleListFilter):
 @admin.register(JobRecord)
 class JobRecordAdmin(admin.ModelAdmin):
     list_display = (
-        "message_id", "backend", "actor_name", "queue_name", "status_badge", "attempts", "enqueued_at", "duration_ms",
+        "message_id", "backend", "actor", "queue_name", "status_badge", "attempts", "enqueued_at", "duration_ms",
     )  # fmt: skip
     list_filter = ("status", "backend", QueueFilter, ActorFilter, "enqueued_at")
     search_fields = ("=message_id", "=actor_name")
@@ -99,6 +99,10 @@ class JobRecordAdmin(admin.ModelAdmin):
     def status_badge(self, record: JobRecord) -> str:
         colours = {JobStatus.COMPLETED: "#2e7d32", JobStatus.DEAD_LETTER: "#c62828", JobStatus.FAILED: "#c62828"}
         return format_html('<b style="color:{}">{}</b>', colours.get(record.status, "inherit"), record.status)
+
+    @admin.display(description="actor", ordering="actor_name")
+    def actor(self, record: JobRecord) -> str:
+        return display_actor(record)
 
     @admin.display(description="traceback")
     def traceback_block(self, record: JobRecord) -> str:

@@ -11,6 +11,7 @@ dramatiq actor, ``apps.tasks.tasks.run_django_task``, on the task's queue.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -22,25 +23,28 @@ from django.utils.module_loading import import_string
 from apps.tasks.broker import PRIORITY_OPTION
 from apps.tasks.config import get_task_config
 from apps.tasks.enqueue import enqueue
+from apps.tasks.services.records import FRAMEWORK_RUNNER
 
 try:  # Django >= 6.0
     from django.tasks import TaskResultStatus, task_backends
     from django.tasks import exceptions as task_exceptions
     from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.base import Task, TaskContext, TaskError, TaskResult
+    from django.tasks.signals import task_enqueued, task_finished, task_started
     from django.utils.json import normalize_json
 except ImportError:  # Django 5.2 with the django-tasks backport
     from django_tasks import TaskResultStatus, task_backends
     from django_tasks import exceptions as task_exceptions
     from django_tasks.backends.base import BaseTaskBackend
     from django_tasks.base import Task, TaskContext, TaskError, TaskResult
+    from django_tasks.signals import task_enqueued, task_finished, task_started
     from django_tasks.utils import normalize_json
 
 # Django 6.0 calls it InvalidTask, the backport InvalidTaskError.
 InvalidTaskError = getattr(task_exceptions, "InvalidTask", None) or task_exceptions.InvalidTaskError
 ResultDoesNotExist = task_exceptions.TaskResultDoesNotExist
 
-RUNNER_ACTOR = "run_django_task"
+RUNNER_ACTOR = FRAMEWORK_RUNNER
 
 #: Our record statuses as the framework's.
 STATUS_MAP = {
@@ -63,6 +67,9 @@ __all__ = [
     "TaskResultStatus",
     "normalize_json",
     "task_backends",
+    "task_enqueued",
+    "task_finished",
+    "task_started",
 ]
 
 
@@ -111,31 +118,45 @@ class DramatiqBackend(BaseTaskBackend):
             )
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        """Validate, write the record, send (on commit inside a transaction), signal ``task_enqueued``.
+
+        Arguments that JSON cannot carry raise TypeError before anything is written."""
+        from apps.tasks.models import JobRecord
+
         self.validate_task(task)
+        args, kwargs = list(args), dict(kwargs)
+        try:
+            json.dumps([args, kwargs])
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"the arguments of {task.module_path} must be JSON serializable: {exc}") from None
         delay_ms = None
         if task.run_after is not None:
             delay_ms = max(0, int((task.run_after - timezone.now()).total_seconds() * 1000))
+        options = {"priority": task.priority, "run_after": task.run_after.isoformat() if task.run_after else None}
         job_id = enqueue(
             RUNNER_ACTOR,
-            args=(task.module_path, list(args), dict(kwargs), task.takes_context, self.alias),
+            args=(task.module_path, args, kwargs, task.takes_context, self.alias, options),
             queue_name=task.queue_name,
             delay=delay_ms,
             **({PRIORITY_OPTION: task.priority} if task.priority > 0 else {}),
         )
-        return TaskResult(
+        enqueued_at = JobRecord.objects.filter(pk=job_id).values_list("enqueued_at", flat=True).first()
+        result = TaskResult(
             task=task,
             id=job_id,
             status=TaskResultStatus.READY,
-            enqueued_at=timezone.now(),
+            enqueued_at=enqueued_at or timezone.now(),
             started_at=None,
             finished_at=None,
             last_attempted_at=None,
-            args=list(args),
-            kwargs=dict(kwargs),
+            args=args,
+            kwargs=kwargs,
             backend=self.alias,
             errors=[],
             worker_ids=[],
         )
+        task_enqueued.send(type(self), task_result=result)
+        return result
 
     def get_result(self, result_id: str) -> TaskResult:
         from apps.tasks.models import JobRecord
@@ -144,7 +165,7 @@ class DramatiqBackend(BaseTaskBackend):
         if record is None or not isinstance(record.args, list) or len(record.args) < 3:
             raise ResultDoesNotExist(result_id)
         module_path, args, kwargs = record.args[0], record.args[1], record.args[2]
-        task = resolve_task(module_path).using(queue_name=record.queue_name, backend=self.alias)
+        task = self.task_as_enqueued(module_path, record.queue_name, record.args[5] if len(record.args) > 5 else None)
         status = STATUS_MAP[record.status]
         errors = []
         if record.error_type and status == TaskResultStatus.FAILED:
@@ -169,13 +190,34 @@ class DramatiqBackend(BaseTaskBackend):
             object.__setattr__(result, "_return_value", record.result)
         return result
 
-    def running_result(self, result_id: str, task: Task, args: list, kwargs: dict, started_at: datetime) -> TaskResult:
+    def task_as_enqueued(self, module_path: str, queue_name: str, options: dict | None) -> Task:
+        """The task with the priority, run_after and queue it was enqueued with (runner's options)."""
+        options = options or {}
+        run_after = options.get("run_after")
+        return resolve_task(module_path).using(
+            queue_name=queue_name,
+            backend=self.alias,
+            priority=options.get("priority"),
+            run_after=datetime.fromisoformat(run_after) if run_after else None,
+        )
+
+    def running_result(
+        self,
+        result_id: str,
+        task: Task,
+        args: list,
+        kwargs: dict,
+        started_at: datetime,
+        *,
+        enqueued_at: datetime | None = None,
+        worker_ids: list[str] | None = None,
+    ) -> TaskResult:
         """The TaskResult a running task sees in its context (its record may not be written yet)."""
         return TaskResult(
             task=task,
             id=result_id,
             status=TaskResultStatus.RUNNING,
-            enqueued_at=None,
+            enqueued_at=enqueued_at,
             started_at=started_at,
             finished_at=None,
             last_attempted_at=started_at,
@@ -183,5 +225,5 @@ class DramatiqBackend(BaseTaskBackend):
             kwargs=kwargs,
             backend=self.alias,
             errors=[],
-            worker_ids=[],
+            worker_ids=list(worker_ids or []),
         )

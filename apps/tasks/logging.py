@@ -30,6 +30,8 @@ class JobContext(NamedTuple):
     actor: str
     queue: str
     attempt: int
+    #: The message's timestamp (ms since the epoch): when the job was enqueued.
+    enqueued_ms: int | None = None
 
 
 #: The job the current worker thread is running (set by the lifecycle middleware).

@@ -8,10 +8,20 @@ from typing import Any
 import dramatiq
 from django.utils import timezone
 
-from .backends import TaskContext, normalize_json, resolve_task, task_backends
+from .backends import (
+    TaskContext,
+    TaskError,
+    TaskResultStatus,
+    normalize_json,
+    task_backends,
+    task_finished,
+    task_started,
+)
 from .config import get_task_config
 from .decorators import task
 from .logging import current_job
+from .records import worker_label
+from .records.transitions import from_millis
 from .services.ping import record_pong
 from .services.records import purge_old_records
 
@@ -30,18 +40,45 @@ def ping(token: str) -> None:
 
 
 @dramatiq.actor(queue_name="default", max_retries=0)
-def run_django_task(module_path: str, args: list, kwargs: dict, takes_context: bool, backend_alias: str) -> Any:
+def run_django_task(
+    module_path: str, args: list, kwargs: dict, takes_context: bool, backend_alias: str, options: dict | None = None
+) -> Any:
     """Run a Django Tasks framework task (see apps.tasks.backends); its return value is recorded.
 
-    Not retried: the framework has no retry policy, so a failure is final (status FAILED).
+    Sends ``task_started`` and ``task_finished`` as the framework's own workers do. Not retried: the
+    framework has no retry policy, so a failure is final (status FAILED).
     """
-    task = resolve_task(module_path)
-    if takes_context:
-        backend = task_backends[backend_alias]
-        job = current_job.get()
-        result = backend.running_result(job.job_id if job else "", task, args, kwargs, timezone.now())
-        return _json_safe(task.call(TaskContext(task_result=result), *args, **kwargs))
-    return _json_safe(task.call(*args, **kwargs))
+    backend = task_backends[backend_alias]
+    job = current_job.get()
+    task = backend.task_as_enqueued(module_path, job.queue if job else "default", options)
+    started_at = timezone.now()
+    enqueued_at = from_millis(job.enqueued_ms) if job and job.enqueued_ms else None
+    result = backend.running_result(
+        job.job_id if job else "", task, args, kwargs, started_at,
+        enqueued_at=enqueued_at, worker_ids=[worker_label()] * (job.attempt if job else 1),
+    )  # fmt: skip
+    task_started.send(type(backend), task_result=result)
+    try:
+        value = (
+            task.call(TaskContext(task_result=result), *args, **kwargs) if takes_context else task.call(*args, **kwargs)
+        )
+        value = _json_safe(value)
+    except BaseException as exc:
+        error = TaskError(exception_class_path=f"{type(exc).__module__}.{type(exc).__qualname__}", traceback=repr(exc))
+        _finish(result, TaskResultStatus.FAILED, errors=[error])
+        task_finished.send(type(backend), task_result=result)
+        raise
+    _finish(result, TaskResultStatus.SUCCESSFUL)
+    object.__setattr__(result, "_return_value", value)
+    task_finished.send(type(backend), task_result=result)
+    return value
+
+
+def _finish(result: Any, status: Any, errors: list | None = None) -> None:
+    object.__setattr__(result, "status", status)
+    object.__setattr__(result, "finished_at", timezone.now())
+    if errors:
+        result.errors.extend(errors)
 
 
 def _json_safe(value: Any) -> Any:

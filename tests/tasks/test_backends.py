@@ -5,12 +5,14 @@ Runs against django.tasks (Django >= 6.0) or the django-tasks backport (Django 5
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import timedelta
 
 import dramatiq
 import pytest
 from django.core import checks
+from django.core.management import call_command
 from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
@@ -95,8 +97,50 @@ def test_enqueue_runs_on_dramatiq_and_get_result_follows_it(worker, broker_redis
 def test_return_values_async_tasks_and_context(worker):
     assert final(framework_tasks.add.enqueue(2, 3)).return_value == 5
     assert final(framework_tasks.double_async.enqueue(21)).return_value == 42
-    result = final(framework_tasks.which_attempt.enqueue())
-    assert result.return_value == {"attempt": 0, "id": result.id}
+    result = final(framework_tasks.which_attempt.using(priority=5).enqueue())
+    seen = result.return_value
+    assert (seen["attempt"], seen["id"], seen["priority"]) == (1, result.id, 5)  # the framework counts from 1
+    assert seen["worker_ids"] == result.worker_ids and len(seen["worker_ids"]) == 1
+    assert seen["enqueued_at"] == result.enqueued_at.isoformat()
+
+
+def test_an_argument_json_cannot_carry_is_a_type_error_and_writes_nothing(broker_redis, clean_queues):
+    before = JobRecord.objects.count()
+    with pytest.raises(TypeError, match="JSON serializable"):
+        framework_tasks.add.enqueue(object(), 1)
+    assert JobRecord.objects.count() == before
+
+
+def test_enqueue_sends_task_enqueued_with_the_result_get_result_gives(broker_redis, clean_queues):
+    from apps.tasks.backends import task_enqueued
+
+    seen = []
+
+    def receiver(sender, task_result, **kwargs):
+        seen.append((sender, task_result))
+
+    task_enqueued.connect(receiver)
+    try:
+        run_after = timezone.now() + timedelta(hours=1)
+        result = framework_tasks.add.using(priority=-20, run_after=run_after).enqueue(1, 2)
+    finally:
+        task_enqueued.disconnect(receiver)
+    assert seen == [(DramatiqBackend, result)]
+    fetched = framework_tasks.add.get_result(result.id)
+    assert fetched.enqueued_at == result.enqueued_at
+    assert (fetched.task.priority, fetched.task.run_after) == (-20, run_after)
+
+
+@pytest.mark.worker
+def test_workers_send_task_started_and_task_finished(worker):
+    ok = final(framework_tasks.add.enqueue(2, 2))
+    failed = final(framework_tasks.explode.enqueue("boom"))
+    # The framework's own receivers log each signal (logger django_tasks, or django.tasks on Django 6).
+    for result, state in ((ok, "SUCCESSFUL"), (failed, "FAILED")):
+        started = f"Task id={result.id} path={result.task.module_path} state=RUNNING"
+        finished = f"Task id={result.id} path={result.task.module_path} state={state}"
+        wait_for(lambda s=started, f=finished: s in worker.log() and f in worker.log(), timeout=10,
+                 message=f"the framework's log lines of {result.id}")  # fmt: skip
 
 
 @pytest.mark.worker
@@ -144,3 +188,14 @@ def test_enqueue_inside_a_transaction_is_sent_on_commit(broker_redis, clean_queu
 def test_unknown_result_id():
     with pytest.raises(ResultDoesNotExist):
         framework_tasks.add.get_backend().get_result("no-such-id")
+
+
+def test_framework_jobs_show_their_task_path_not_the_runner(admin_client, broker_redis, clean_queues):
+    result = framework_tasks.add.enqueue(4, 5)
+    path = "tests.testapp.framework_tasks.add"
+    assert admin_client.get(f"/tasks/api/jobs/{result.id}/").json()["actor"] == path
+    page = admin_client.get("/admin/dramatiq_tasks/jobrecord/").content.decode()
+    assert path in page
+    out = io.StringIO()
+    call_command("tasks", "jobs", stdout=out)
+    assert path in out.getvalue()

@@ -43,4 +43,11 @@ def record_order(key: str, label: str) -> None:
 
 @task(takes_context=True)
 def which_attempt(context) -> dict:
-    return {"attempt": context.attempt, "id": context.task_result.id}
+    result = context.task_result
+    return {
+        "attempt": context.attempt,
+        "id": result.id,
+        "worker_ids": result.worker_ids,
+        "enqueued_at": result.enqueued_at.isoformat() if result.enqueued_at else None,
+        "priority": result.task.priority,
+    }

@@ -80,7 +80,9 @@ class LifecycleMiddleware(Middleware):
         self._local.started_at = now()
         self._local.attempt = attempt = attempt_number(message.options)
         # Every log line of this thread until after_process_message carries the job (apps.tasks.logging).
-        current_job.set(JobContext(message.message_id, message.actor_name, message.queue_name, attempt))
+        current_job.set(
+            JobContext(message.message_id, message.actor_name, message.queue_name, attempt, message.message_timestamp)
+        )
         records.record(
             transition_for(
                 message, JobStatus.RUNNING, attempts=attempt, started_at=self._local.started_at, worker=worker_label()

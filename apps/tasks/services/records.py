@@ -13,6 +13,9 @@ from apps.tasks.config import configured_queues
 from apps.tasks.models import TERMINAL_STATUSES, JobBackend, JobRecord, JobStatus
 from apps.tasks.services import dead_letters
 
+#: The actor that runs every Django Tasks framework task (apps.tasks.tasks); its first argument is
+#: the task's module path, which is what people look for.
+FRAMEWORK_RUNNER = "run_django_task"
 MAX_PAGE_SIZE = 200
 #: Pages past this are refused before the database sees an OFFSET it cannot hold (bigint).
 MAX_PAGE = 1_000_000
@@ -87,11 +90,18 @@ def page_of(records: QuerySet[JobRecord], page: int, page_size: int) -> tuple[li
     return rows[:page_size], len(rows) > page_size
 
 
+def display_actor(record: JobRecord) -> str:
+    """The actor a person means: a framework task's own module path, else the actor name."""
+    if record.actor_name == FRAMEWORK_RUNNER and isinstance(record.args, list) and record.args:
+        return str(record.args[0])
+    return record.actor_name
+
+
 def record_as_dict(record: JobRecord, *, detail: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": record.message_id,
         "backend": record.backend,
-        "actor": record.actor_name,
+        "actor": display_actor(record),
         "queue": record.queue_name,
         "status": record.status,
         "attempts": record.attempts,
