@@ -23,6 +23,7 @@ from django.utils.module_loading import import_string
 from apps.tasks.broker import PRIORITY_OPTION
 from apps.tasks.config import get_task_config
 from apps.tasks.enqueue import enqueue
+from apps.tasks.records import payload
 from apps.tasks.services.records import FRAMEWORK_RUNNER
 
 try:  # Django >= 6.0
@@ -162,10 +163,16 @@ class DramatiqBackend(BaseTaskBackend):
         from apps.tasks.models import JobRecord
 
         record = JobRecord.objects.filter(message_id=result_id, actor_name=RUNNER_ACTOR).first()
-        if record is None or not isinstance(record.args, list) or len(record.args) < 3:
+        if record is None:
             raise ResultDoesNotExist(result_id)
-        module_path, args, kwargs = record.args[0], record.args[1], record.args[2]
-        task = self.task_as_enqueued(module_path, record.queue_name, record.args[5] if len(record.args) > 5 else None)
+        try:  # the exact arguments: the record's display copy may be masked or cut
+            runner_args, _ = payload.exact_arguments(record)
+        except LookupError:
+            raise ResultDoesNotExist(result_id) from None
+        if len(runner_args) < 3:
+            raise ResultDoesNotExist(result_id)
+        module_path, args, kwargs = runner_args[0], runner_args[1], runner_args[2]
+        task = self.task_as_enqueued(module_path, record.queue_name, runner_args[5] if len(runner_args) > 5 else None)
         status = STATUS_MAP[record.status]
         errors = []
         if record.error_type and status == TaskResultStatus.FAILED:
@@ -187,7 +194,7 @@ class DramatiqBackend(BaseTaskBackend):
             worker_ids=[record.worker] * record.attempts if record.worker else [],
         )
         if status == TaskResultStatus.SUCCESSFUL:
-            object.__setattr__(result, "_return_value", record.result)
+            object.__setattr__(result, "_return_value", payload.exact_result(record))
         return result
 
     def task_as_enqueued(self, module_path: str, queue_name: str, options: dict | None) -> Task:

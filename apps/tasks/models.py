@@ -22,12 +22,16 @@ class JobRecord(models.Model):
     kwargs = models.JSONField(default=dict, blank=True)
     #: False when arguments were masked or cut to size: the record cannot re-send the job.
     args_complete = models.BooleanField(default=True)
+    #: When args/kwargs are not exact (masked, cut): the exact ones, encrypted (records.payload).
+    payload = models.TextField(blank=True, default="", db_default="", editable=False)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     error_type = models.CharField(max_length=255, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     traceback = models.TextField(blank=True, default="")
     result = models.JSONField(null=True, blank=True)
+    #: When ``result`` is not exact (masked, too large): the exact return value, encrypted.
+    result_payload = models.TextField(blank=True, default="", db_default="", editable=False)
     enqueued_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -18,6 +18,7 @@ from apps.tasks import records
 from apps.tasks.config import get_task_config
 from apps.tasks.models import TERMINAL_STATUSES, JobBackend, JobRecord, JobStatus
 from apps.tasks.records import Transition, event_fields, now, worker_label
+from apps.tasks.records.payload import seal
 from apps.tasks.records.serialization import stored_result
 from apps.workflows.lifecycle import RECORD_ACTIVITY, WorkflowEvent
 
@@ -90,7 +91,10 @@ def apply_workflow_event(event: WorkflowEvent) -> None:
         if started_at is not None:
             transition.duration_ms = max(0, int((at - started_at).total_seconds() * 1000))
         if event.event == "completed":
-            transition.result = stored_result(event.result, get_task_config().record_args_max_bytes)
+            config = get_task_config()
+            transition.result, exact = stored_result(event.result, config.record_args_max_bytes, config.secret_arg_keys)
+            if exact is not None:
+                transition.result_payload = seal(exact)
         else:
             transition.error_type = CANCELLED_ERROR if event.event == "cancelled" else event.error_type
             transition.error_message = event.error_message or event.event

@@ -199,3 +199,14 @@ def test_framework_jobs_show_their_task_path_not_the_runner(admin_client, broker
     out = io.StringIO()
     call_command("tasks", "jobs", stdout=out)
     assert path in out.getvalue()
+
+
+@pytest.mark.worker
+def test_results_and_arguments_are_exact_though_records_show_them_masked_and_capped(worker):
+    value = {"api_token": "t-123", "tokenizer": "bert", "text": "y" * 20_000}
+    result = final(framework_tasks.echo.enqueue(value))
+    fetched = framework_tasks.echo.get_result(result.id)
+    assert fetched.args == [value] and fetched.return_value == value
+    record = JobRecord.objects.get(message_id=result.id)
+    assert not record.args_complete and "t-123" not in str(record.args) + str(record.result)
+    assert "t-123" not in record.payload + record.result_payload  # sealed, not in clear

@@ -78,7 +78,7 @@ def test_lifecycle_sets_the_job_context_for_the_run_only():
     broker = dramatiq.get_broker()
     assert current_job.get() is None
     middleware.before_process_message(broker, message)
-    assert current_job.get() == JobContext(message.message_id, "add", "default", 2)
+    assert current_job.get() == JobContext(message.message_id, "add", "default", 2, message.message_timestamp)
     middleware.after_process_message(broker, message, result=3)
     assert current_job.get() is None
 

@@ -51,3 +51,8 @@ def which_attempt(context) -> dict:
         "enqueued_at": result.enqueued_at.isoformat() if result.enqueued_at else None,
         "priority": result.task.priority,
     }
+
+
+@task
+def echo(value):
+    return value

@@ -18,7 +18,7 @@ from apps.tasks.config import get_task_config
 from apps.tasks.logging import JobContext, current_job
 from apps.tasks.masking import mask_text
 from apps.tasks.notifications import notify_dead_letter
-from apps.tasks.records import Transition, attempt_number, now, transition_for, worker_label
+from apps.tasks.records import Transition, attempt_number, now, payload, transition_for, worker_label
 from apps.tasks.records.serialization import stored_result
 from apps.tasks.status import JobStatus
 
@@ -96,7 +96,10 @@ class LifecycleMiddleware(Middleware):
         attempt = getattr(self._local, "attempt", None) or attempt_number(message.options)
         if exception is None:
             transition = self._finished(message, JobStatus.COMPLETED, finished_at, attempt)
-            transition.result = stored_result(result, get_task_config().record_args_max_bytes)
+            config = get_task_config()
+            transition.result, exact = stored_result(result, config.record_args_max_bytes, config.secret_arg_keys)
+            if exact is not None:
+                transition.result_payload = payload.seal(exact)
             records.record(transition)
         else:
             transition = self._finished(

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from apps.tasks.masking import mask_value
+from apps.tasks.masking import mask_text, mask_value
 
 
 def mask_secrets(value: Any, secret_keys: Iterable[str]) -> tuple[Any, bool]:
@@ -34,14 +34,17 @@ def stored_arguments(args: Any, kwargs: Any, *, secret_keys: Iterable[str], max_
     return args_json, kwargs_json, not masked
 
 
-def stored_result(result: Any, max_bytes: int) -> Any:
-    """A task's return value as JSON, or a marker when it is too large or not serialisable."""
+def stored_result(result: Any, max_bytes: int, secret_keys: Iterable[str] | None = None) -> tuple[Any, Any]:
+    """A task's return value as a record shows it (JSON, secrets masked, or a marker when too large
+    or not serialisable) and the exact JSON value when that display copy differs from it (else None)."""
     if result is None:
-        return None
+        return None, None
     try:
         text = json.dumps(result, separators=(",", ":"))
     except (TypeError, ValueError):
-        return {"unserializable": True, "repr": repr(result)[:max_bytes]}
+        return {"unserializable": True, "repr": mask_text(repr(result)[:max_bytes])}, None
+    exact = json.loads(text)
     if len(text) > max_bytes:
-        return {"truncated": True, "size": len(text)}
-    return json.loads(text)
+        return {"truncated": True, "size": len(text)}, exact
+    shown, masked = mask_value(exact, secret_keys)
+    return shown, (exact if masked else None)

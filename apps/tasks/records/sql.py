@@ -12,6 +12,7 @@ from django.db import connections, transaction
 
 from apps.tasks.config import get_task_config
 
+from .payload import seal
 from .serialization import stored_arguments
 from .transitions import KEEP_IF_EMPTY, KEEP_IF_NULL, Transition
 
@@ -23,12 +24,14 @@ COLUMNS = (
     "args",
     "kwargs",
     "args_complete",
+    "payload",
     "status",
     "attempts",
     "error_type",
     "error_message",
     "traceback",
     "result",
+    "result_payload",
     "enqueued_at",
     "started_at",
     "finished_at",
@@ -39,7 +42,9 @@ COLUMNS = (
     "backend",
 )
 #: Never changed once inserted.
-INSERT_ONLY = ("message_id", "actor_name", "queue_name", "args", "kwargs", "args_complete", "enqueued_at", "backend")
+INSERT_ONLY = (
+    "message_id", "actor_name", "queue_name", "args", "kwargs", "args_complete", "payload", "enqueued_at", "backend",
+)  # fmt: skip
 _JSON_COLUMNS = frozenset({"args", "kwargs", "result"})
 
 _sql_cache: dict[tuple[str, str], str] = {}
@@ -108,6 +113,7 @@ def _row(item: Transition, config, adapt_datetime) -> list[Any]:
         item.args, item.kwargs, secret_keys=config.secret_arg_keys, max_bytes=config.record_args_max_bytes
     )
     result_json = None if item.result is None else json.dumps(item.result, separators=(",", ":"))
+    exact = "" if complete else seal({"args": list(item.args or ()), "kwargs": dict(item.kwargs or {})})
     return [
         item.message_id,
         item.actor_name,
@@ -115,12 +121,14 @@ def _row(item: Transition, config, adapt_datetime) -> list[Any]:
         args_json,
         kwargs_json,
         complete,
+        exact,
         item.status,
         item.attempts,
         item.error_type,
         item.error_message,
         item.traceback,
         result_json,
+        item.result_payload,
         adapt_datetime(item.enqueued_at),
         adapt_datetime(item.started_at),
         adapt_datetime(item.finished_at),

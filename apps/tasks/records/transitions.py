@@ -17,7 +17,7 @@ SOURCE = "dramatiq"
 ENQUEUE_ERROR_TYPE = "apps.tasks.enqueue.EnqueueError"
 
 #: Kept from an earlier transition (or the stored row) when a later one does not know them.
-KEEP_IF_EMPTY = ("error_type", "error_message", "traceback")
+KEEP_IF_EMPTY = ("error_type", "error_message", "traceback", "result_payload")
 KEEP_IF_NULL = ("started_at", "result")
 
 
@@ -66,6 +66,8 @@ class Transition:
     error_message: str = ""
     traceback: str = ""
     result: Any = None
+    #: The exact return value, sealed (records.payload), when ``result`` (the display copy) is not exact.
+    result_payload: str = ""
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_ms: int | None = None

@@ -28,6 +28,7 @@ from apps.tasks.broker import get_redis
 from apps.tasks.config import get_task_config
 from apps.tasks.enqueue import send_recorded
 from apps.tasks.errors import MessageLost
+from apps.tasks.records import payload
 from apps.tasks.status import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -93,12 +94,12 @@ def _where(namespace: str, candidates: list) -> list[str | None]:
     return places
 
 
-def _message(record) -> dramatiq.Message:
+def _message(record, args: list, kwargs: dict) -> dramatiq.Message:
     return dramatiq.Message(
         queue_name=record.queue_name,
         actor_name=record.actor_name,
-        args=tuple(record.args),
-        kwargs=dict(record.kwargs),
+        args=tuple(args),
+        kwargs=kwargs,
         options={"retries": record.attempts} if record.attempts else {},
         message_id=record.message_id,
         message_timestamp=int(record.enqueued_at.timestamp() * 1000),
@@ -107,15 +108,17 @@ def _message(record) -> dramatiq.Message:
 
 def _resend(broker: dramatiq.Broker, record) -> str | None:
     """Send the record's message again; None when done, else why it cannot be sent."""
-    if not record.args_complete:
-        return "its arguments were masked or truncated in its record"
-    if not isinstance(record.args, list) or not isinstance(record.kwargs, dict):
+    if record.args_complete and (not isinstance(record.args, list) or not isinstance(record.kwargs, dict)):
         return "its record holds no arguments to send"
+    try:
+        args, kwargs = payload.exact_arguments(record)
+    except LookupError as exc:  # masked or cut, and no readable exact copy (written before it was kept)
+        return f"its arguments were masked or truncated in its record and {exc}"
     try:
         broker.get_actor(record.actor_name)
     except ActorNotFound:
         return f"no actor named {record.actor_name!r} is declared"
-    message = _message(record)
+    message = _message(record, args, kwargs)
     delay = None
     if record.status == JobStatus.RETRYING and record.next_retry_at is not None:
         delay = max(0, int((record.next_retry_at - timezone.now()).total_seconds() * 1000))

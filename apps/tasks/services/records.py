@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from apps.tasks.config import configured_queues
 from apps.tasks.models import TERMINAL_STATUSES, JobBackend, JobRecord, JobStatus
+from apps.tasks.records import payload
 from apps.tasks.services import dead_letters
 
 #: The actor that runs every Django Tasks framework task (apps.tasks.tasks); its first argument is
@@ -145,9 +146,11 @@ def retry_job(message_id: str) -> str:
             return dead_letters.requeue_dead_letter(message_id, record.queue_name)
         except dead_letters.DeadLetterNotFound:
             pass  # expired or deleted from the broker: send it anew below
-    if not record.args_complete:
-        raise CannotRetry(f"job {message_id}'s arguments were masked or truncated in its record; it cannot be re-sent")
-    return enqueue(record.actor_name, args=record.args, kwargs=record.kwargs)
+    try:
+        args, kwargs = payload.exact_arguments(record)
+    except LookupError as exc:
+        raise CannotRetry(f"job {message_id}'s arguments were masked or truncated in its record and {exc}") from None
+    return enqueue(record.actor_name, args=args, kwargs=kwargs)
 
 
 def retry_jobs(message_ids: Iterable[str]) -> tuple[list[str], dict[str, str]]:

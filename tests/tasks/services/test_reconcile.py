@@ -67,6 +67,30 @@ def test_a_message_lost_from_redis_is_sent_again_from_its_record(broker_redis, c
     assert reconcile.reconcile().resent == []
 
 
+def test_a_lost_message_with_masked_and_oversized_arguments_is_sent_again_exactly(broker_redis, clean_queues):
+    """The record shows them masked and cut; its sealed exact copy re-sends them as they were."""
+    big = "x" * 20_000
+    lost = enqueue(tasks.record_effect, args=("key", big), kwargs={})
+    secret = enqueue(tasks.leaks_secrets, args=("redis://h",), kwargs={"password": "pw-1", "api_token": "t-2",
+                                                                       "tokenizer": "bert"})  # fmt: skip
+    records = {record.message_id: record for record in JobRecord.objects.filter(message_id__in=[lost, secret])}
+    assert not records[lost].args_complete and not records[secret].args_complete
+    assert records[secret].kwargs["password"] == "***" and "pw-1" not in records[secret].payload
+    redis_ids = {job_id: _lose(broker_redis, job_id) for job_id in (lost, secret)}
+    _past_grace(lost, secret)
+
+    report = reconcile.reconcile()
+
+    assert sorted(report.resent) == sorted([lost, secret])
+    namespace = dramatiq.get_broker().namespace
+    sent = {
+        job_id: dramatiq.Message.decode(broker_redis.hget(keys.queue_messages(namespace, "default"), redis_id))
+        for job_id, redis_id in redis_ids.items()
+    }
+    assert list(sent[lost].args) == ["key", big]
+    assert sent[secret].kwargs == {"password": "pw-1", "api_token": "t-2", "tokenizer": "bert"}
+
+
 def test_a_lost_message_that_cannot_be_rebuilt_is_closed_with_the_reason(broker_redis, clean_queues):
     lost = enqueue(tasks.add, args=(1, 2))
     _lose(broker_redis, lost)
