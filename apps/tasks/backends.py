@@ -85,8 +85,8 @@ def resolve_task(module_path: str) -> Task:
 class DramatiqBackend(BaseTaskBackend):
     """Runs Django Tasks on Dramatiq. ``QUEUES`` defaults to the queues of ``TASK_CONFIG``.
 
-    Priorities: a task with priority above 0 is placed ahead of every waiting message of lower
-    priority on its queue; 0 and below keep arrival order (dramatiq consumes a queue FIFO).
+    Priorities order the whole range (-100 to 100) as the database backend does: higher first, equal
+    priorities in arrival order (see RedisBroker.enqueue).
     Failures are not retried (the framework has no retry policy): a failing task ends FAILED.
     """
 
@@ -118,6 +118,17 @@ class DramatiqBackend(BaseTaskBackend):
                 id="tasks.W001",
             )
 
+    def validate_task(self, task: Task) -> None:
+        """The framework's checks, then ours: with ``QUEUES: []`` ("any queue") a task may name any
+        queue TASK_CONFIG configures (a worker consumes only queues it knows), refused the
+        framework's way (InvalidTask) rather than at send time."""
+        super().validate_task(task)
+        if task.queue_name not in self.configured_queues:
+            raise InvalidTaskError(
+                f"Queue {task.queue_name!r} is not configured in TASK_CONFIG (no worker consumes it): "
+                f"configured queues are {', '.join(self.configured_queues)}"
+            )
+
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         """Validate, write the record, send (on commit inside a transaction), signal ``task_enqueued``.
 
@@ -139,7 +150,7 @@ class DramatiqBackend(BaseTaskBackend):
             args=(task.module_path, args, kwargs, task.takes_context, self.alias, options),
             queue_name=task.queue_name,
             delay=delay_ms,
-            **({PRIORITY_OPTION: task.priority} if task.priority > 0 else {}),
+            **({PRIORITY_OPTION: task.priority} if task.priority else {}),
         )
         enqueued_at = JobRecord.objects.filter(pk=job_id).values_list("enqueued_at", flat=True).first()
         result = TaskResult(

@@ -20,6 +20,11 @@ def queue_messages(namespace: str, queue_name: str) -> str:
     return f"{namespace}:{queue_name}.msgs"
 
 
+def queue_low(namespace: str, queue_name: str) -> str:
+    """List: ready messages of negative priority, highest first; fetched once the queue itself is empty."""
+    return f"{namespace}:{queue_name}.low"
+
+
 def queue_priorities(namespace: str, queue_name: str) -> str:
     """Hash: Redis message id → priority, for messages sent with a ``queue_priority`` (broker.RedisBroker)."""
     return f"{namespace}:{queue_name}.prio"

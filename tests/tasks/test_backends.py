@@ -164,16 +164,18 @@ def test_run_after_delays_the_task(worker):
 
 
 @pytest.mark.worker
-def test_priority_orders_two_queued_tasks(start_worker, broker_redis, clean_queues):
+def test_priority_orders_the_whole_range_like_the_database_backend(start_worker, broker_redis, clean_queues):
     order = key()
-    framework_tasks.record_order.enqueue(order, "first, normal priority")
-    framework_tasks.record_order.using(priority=10).enqueue(order, "second, priority 10")
+    sent = [(-50, "a"), (0, "b"), (10, "c"), (-10, "d"), (0, "e"), (100, "f"), (-100, "g")]
+    for priority, label in sent:
+        framework_tasks.record_order.using(priority=priority).enqueue(order, label)
+    from apps.tasks.services.queues import queue_stats
+
+    assert queue_stats(("low",))[0].ready == len(sent)
     start_worker("--processes", "1", "--threads", "1", "--queues", "low")
-    wait_for(lambda: broker_redis.llen(order) == 2, timeout=30, message="both tasks")
-    assert [item.decode() for item in broker_redis.lrange(order, 0, -1)] == [
-        "second, priority 10",
-        "first, normal priority",
-    ]
+    wait_for(lambda: broker_redis.llen(order) == len(sent), timeout=30, message="every task")
+    # Higher first; equal priorities in arrival order (the database backend's ORDER BY).
+    assert [item.decode() for item in broker_redis.lrange(order, 0, -1)] == ["f", "c", "b", "e", "d", "a", "g"]
 
 
 def test_enqueue_inside_a_transaction_is_sent_on_commit(broker_redis, clean_queues):
@@ -210,3 +212,10 @@ def test_results_and_arguments_are_exact_though_records_show_them_masked_and_cap
     record = JobRecord.objects.get(message_id=result.id)
     assert not record.args_complete and "t-123" not in str(record.args) + str(record.result)
     assert "t-123" not in record.payload + record.result_payload  # sealed, not in clear
+
+
+def test_queues_empty_means_any_configured_queue(settings):
+    settings.TASKS = {"default": {"BACKEND": "apps.tasks.backends.DramatiqBackend", "QUEUES": []}}
+    framework_tasks.add.using(queue_name="high")  # any queue TASK_CONFIG has
+    with pytest.raises(InvalidTaskError, match="Queue 'elsewhere' is not configured in TASK_CONFIG"):
+        framework_tasks.add.using(queue_name="elsewhere")

@@ -104,6 +104,7 @@ class RedisBroker(DramatiqRedisBroker):
         return [
             keys.queue(namespace, queue_name), keys.queue_messages(namespace, queue_name),
             keys.acks(namespace, self.broker_id, queue_name), keys.heartbeats(namespace), keys.redelivered(namespace),
+            keys.queue_low(namespace, queue_name),
         ]  # fmt: skip
 
     def fetch_and_leave_idle(self, queue_name: str, count: int) -> list[Fetched]:
@@ -213,8 +214,9 @@ class RedisBroker(DramatiqRedisBroker):
         """dramatiq's enqueue, in one round-trip with:
         - a token on the queue's wake-up list, so an idle consumer fetches at once;
         - with ``event``, the lifecycle event, written first;
-        - with a ``queue_priority`` option above 0, a place ahead of every waiting message of
-          lower priority (once due, for a delayed message)."""
+        - with a ``queue_priority`` option, a place by priority (once due, for a delayed message):
+          above 0, ahead of every waiting message of lower priority; below 0, on the queue's
+          low-priority list, which consumers take from once the queue is empty. 0 is arrival order."""
         priority = message.options.get(PRIORITY_OPTION, 0)
         queue_name = message.queue_name
         message = message.copy(options={"redis_message_id": redis_message_id(message)})
@@ -223,7 +225,7 @@ class RedisBroker(DramatiqRedisBroker):
             message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
         self.emit_before("enqueue", message, delay)
         redis_id, now = message.options["redis_message_id"], current_millis()
-        if delay is None and priority <= 0:
+        if delay is None and priority == 0:
             self._enqueue_ready(queue_name, redis_id, message.encode(), now, event)
             self.emit_after("enqueue", message, delay)
             return message
@@ -233,9 +235,9 @@ class RedisBroker(DramatiqRedisBroker):
             if event is not None:
                 values = self._event_values([event], get_task_config().events_max_length)
                 pipeline.evalsha(self.lua.sha("xadd_many"), 1, keys.events(self.namespace), *values)
-            if priority > 0 and delay is None:
+            if priority != 0 and delay is None:
                 queue_keys = [
-                    keys.queue(self.namespace, queue_name),
+                    (keys.queue if priority > 0 else keys.queue_low)(self.namespace, queue_name),
                     keys.queue_messages(self.namespace, queue_name),
                     keys.queue_priorities(self.namespace, queue_name),
                 ]

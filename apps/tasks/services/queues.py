@@ -49,16 +49,19 @@ def queue_stats(queue_names: tuple[str, ...] | None = None) -> list[QueueStats]:
     pipeline = client.pipeline(transaction=False)
     for queue in queues:
         pipeline.llen(keys.queue(namespace, queue))
+        pipeline.llen(keys.queue_low(namespace, queue))
         pipeline.llen(keys.delay_queue(namespace, queue))
         pipeline.zcard(keys.dead_letters(namespace, queue))
         pipeline.lindex(keys.queue(namespace, queue), 0)
+        pipeline.lindex(keys.queue_low(namespace, queue), 0)
         for broker_id in broker_ids:
             pipeline.scard(keys.acks(namespace, broker_id, queue))
             pipeline.scard(keys.acks(namespace, broker_id, dq_name(queue)))
     replies = iter(pipeline.execute())
     partial = []
     for queue in queues:
-        ready, delayed, dead, head = next(replies), next(replies), next(replies), next(replies)
+        ready, low, delayed, dead, head, low_head = (next(replies) for _ in range(6))
+        ready, head = ready + low, head or low_head
         in_flight = held_delayed = 0
         for _ in broker_ids:
             in_flight += next(replies)
@@ -100,6 +103,7 @@ def purge_queue(queue_name: str) -> int:
         pipeline.hlen(key)
     removed = sum(pipeline.execute())
     broker.flush(queue)
+    get_redis().delete(keys.queue_low(namespace, queue))  # dramatiq's flush knows only its own keys
     waiting = JobRecord.objects.filter(queue_name=queue, status__in=[JobStatus.PENDING, JobStatus.RETRYING])
     reason = f"purged from queue {queue!r}"
     for job in waiting.values("message_id", "actor_name", "enqueued_at", "attempts", "backend").iterator(2000):

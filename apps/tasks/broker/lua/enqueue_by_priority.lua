@@ -1,7 +1,8 @@
--- Enqueue one message ahead of every waiting message of lower priority (dramatiq's own enqueue
--- appends). Waiting messages without an entry in the priority hash count as priority 0; the scan
--- stops at the first lower one, so it only walks past the messages that outrank this one.
--- KEYS: queue, queue msgs, queue priorities, heartbeats. ARGV: id, data, priority, now, broker id.
+-- Enqueue one message ahead of every waiting message of lower priority on a list (dramatiq's own
+-- enqueue appends): the queue for priorities above 0, the queue's low-priority list for those below
+-- (see fetch.lua). Waiting messages without an entry in the priority hash count as priority 0; the
+-- scan stops at the first lower one, so it only walks past the messages that outrank this one.
+-- KEYS: list, queue msgs, queue priorities, heartbeats. ARGV: id, data, priority, now, broker id.
 redis.call("zadd", KEYS[4], ARGV[4], ARGV[5])
 redis.call("hset", KEYS[2], ARGV[1], ARGV[2])
 local priority = tonumber(ARGV[3])
