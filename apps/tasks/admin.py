@@ -17,7 +17,7 @@ from django.utils.html import format_html
 
 from apps.tasks.discovery import import_task_modules
 from apps.tasks.models import JobRecord, JobStatus, QueuesAndWorkers
-from apps.tasks.services import dead_letters, queues
+from apps.tasks.services import control, dead_letters, queues
 from apps.tasks.services.dashboard import dashboard_data
 from apps.tasks.services.records import display_actor, record_queues, retry_jobs
 
@@ -72,7 +72,7 @@ class JobRecordAdmin(admin.ModelAdmin):
     paginator = CappedCountPaginator
     list_per_page = 50
     ordering = ("-enqueued_at",)
-    actions = ["retry_selected", "requeue_dead_letters", "delete_selected"]
+    actions = ["retry_selected", "cancel_selected", "requeue_dead_letters", "delete_selected"]
     change_list_template = "admin/dramatiq_tasks/jobrecord/change_list.html"
     fieldsets = (
         (None, {"fields": ("message_id", "backend", "actor_name", "queue_name", "status", "attempts", "worker")}),
@@ -123,6 +123,15 @@ class JobRecordAdmin(admin.ModelAdmin):
         retried, refused = retry_jobs(queryset.values_list("message_id", flat=True))
         if retried:
             self.message_user(request, f"Retried {len(retried)} job(s).", messages.SUCCESS)
+        for message_id, reason in refused.items():
+            self.message_user(request, f"{message_id}: {reason}", messages.WARNING)
+
+    @admin.action(description="Cancel selected pending or delayed jobs", permissions=["retry"])
+    def cancel_selected(self, request, queryset) -> None:
+        by = f"{request.user.get_username()} (admin)"
+        cancelled, refused = control.cancel_jobs(list(queryset.values_list("message_id", flat=True)), by=by)
+        if cancelled:
+            self.message_user(request, f"Cancelled {len(cancelled)} job(s).", messages.SUCCESS)
         for message_id, reason in refused.items():
             self.message_user(request, f"{message_id}: {reason}", messages.WARNING)
 

@@ -17,7 +17,7 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 
 from apps.tasks.masking import mask_text
 from apps.tasks.models import JobRecord
-from apps.tasks.services import records
+from apps.tasks.services import control, records
 
 DEFAULT_PAGE_SIZE = 50
 #: A job id: what message ids and Temporal workflow ids are made of, at most the column's 64 characters.
@@ -145,3 +145,20 @@ def job_retry(request: HttpRequest, job_id: str) -> JsonResponse:
     except Exception as exc:  # broker down, corrupt dead letter: say so, as JSON
         return error(503, mask_text(f"retry failed: {type(exc).__name__}: {exc}"))
     return JsonResponse({"job_id": new_id, "retried": job_id}, status=202)
+
+
+@methods("POST")
+@staff_json("dramatiq_tasks.change_jobrecord")
+@valid_job_id
+def job_cancel(request: HttpRequest, job_id: str) -> JsonResponse:
+    """Cancel a pending or delayed job: 200, 404, or 409 with the reason (running, finished...)."""
+    by = f"{request.user.get_username()} (api)"
+    try:
+        outcome = control.cancel_job(job_id, by=by, reason=str(request.POST.get("reason", ""))[:500])
+    except JobRecord.DoesNotExist:
+        return error(404, f"no job {job_id!r}")
+    except control.CannotCancel as exc:
+        return error(409, str(exc))
+    except Exception as exc:  # broker down: say so, as JSON
+        return error(503, mask_text(f"cancel failed: {type(exc).__name__}: {exc}"))
+    return JsonResponse({"job_id": job_id, "cancelled": True, "how": outcome})

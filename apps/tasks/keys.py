@@ -30,6 +30,11 @@ def queue_priorities(namespace: str, queue_name: str) -> str:
     return f"{namespace}:{queue_name}.prio"
 
 
+def cancelled(namespace: str) -> str:
+    """Set: Redis ids of delayed messages cancelled while a worker held them (broker lua cancel)."""
+    return f"{namespace}:tasks:cancelled"
+
+
 def delay_queue(namespace: str, queue_name: str) -> str:
     return f"{namespace}:{dq_name(queue_name)}"
 

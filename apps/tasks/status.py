@@ -11,6 +11,10 @@ class JobStatus(models.TextChoices):
     RETRYING = "retrying", "Retrying"
     DEAD_LETTER = "dead_letter", "Dead letter"
     SKIPPED = "skipped", "Skipped"
+    #: Taken out before it ran, by an operator (the record says who and why).
+    CANCELLED = "cancelled", "Cancelled"
 
 
-TERMINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DEAD_LETTER, JobStatus.SKIPPED)
+TERMINAL_STATUSES = (
+    JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DEAD_LETTER, JobStatus.SKIPPED, JobStatus.CANCELLED,
+)  # fmt: skip

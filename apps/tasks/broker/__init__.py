@@ -167,6 +167,22 @@ class RedisBroker(DramatiqRedisBroker):
         """The redelivered message was checked (see RecordedAckConsumer): drop its note."""
         self.client.hdel(keys.redelivered(self.namespace), redis_id)
 
+    def cancel(self, queue_name: str, redis_id: str) -> str:
+        """Take a waiting message out so that it never runs (see cancel.lua): ``removed``, ``noted``
+        (delayed in a worker: dropped when due), ``held`` (a worker fetched it) or ``absent``."""
+        namespace, queue_name = self.namespace, q_name(queue_name)
+        outcome = self.lua.run(
+            "cancel",
+            [
+                keys.queue(namespace, queue_name), keys.queue_messages(namespace, queue_name),
+                keys.queue_low(namespace, queue_name), keys.queue_priorities(namespace, queue_name),
+                keys.delay_queue(namespace, queue_name), keys.delay_queue_messages(namespace, queue_name),
+                keys.cancelled(namespace),
+            ],
+            [redis_id],
+        )  # fmt: skip
+        return outcome.decode() if isinstance(outcome, bytes) else outcome
+
     def bury(self, queue_name: str, redis_id: str, data: bytes | None) -> None:
         """Move an entry this process fetched, as it is, to the dead letters (see bury.lua)."""
         namespace, canonical = self.namespace, q_name(queue_name)
@@ -242,8 +258,8 @@ class RedisBroker(DramatiqRedisBroker):
                     keys.queue_priorities(self.namespace, queue_name),
                 ]
                 pipeline.evalsha(
-                    self.lua.sha("enqueue_by_priority"), 4, *queue_keys, keys.heartbeats(self.namespace),
-                    redis_id, message.encode(), priority, now, self.broker_id,
+                    self.lua.sha("enqueue_by_priority"), 5, *queue_keys, keys.heartbeats(self.namespace),
+                    keys.cancelled(self.namespace), redis_id, message.encode(), priority, now, self.broker_id,
                 )  # fmt: skip
             else:
                 dispatch_args = self._dispatch_args("enqueue", queue_name, redis_id, message.encode())
@@ -271,6 +287,7 @@ class RedisBroker(DramatiqRedisBroker):
         script_keys = [
             keys.events(namespace), keys.queue(namespace, queue_name), keys.queue_messages(namespace, queue_name),
             keys.heartbeats(namespace), self.wake_key(queue_name), keys.idle_consumers(namespace, queue_name),
+            keys.cancelled(namespace),
         ]  # fmt: skip
         handover = self._handover_keys.get(queue_name)
         if handover is None:

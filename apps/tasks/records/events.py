@@ -27,6 +27,7 @@ STATUS_EVENTS = {
     JobStatus.RETRYING: "retrying",
     JobStatus.DEAD_LETTER: "dead_letter",
     JobStatus.SKIPPED: "skipped",
+    JobStatus.CANCELLED: "cancelled",
 }
 #: Error text carried in an event's meta is cut to this many characters (the record keeps it whole).
 EVENT_ERROR_CHARS = 500

@@ -2,7 +2,11 @@
 -- enqueue appends): the queue for priorities above 0, the queue's low-priority list for those below
 -- (see fetch.lua). Waiting messages without an entry in the priority hash count as priority 0; the
 -- scan stops at the first lower one, so it only walks past the messages that outrank this one.
--- KEYS: list, queue msgs, queue priorities, heartbeats. ARGV: id, data, priority, now, broker id.
+-- A message cancelled while a worker held it delayed (cancel.lua) is dropped here, when it is due.
+-- KEYS: list, queue msgs, queue priorities, heartbeats, cancelled. ARGV: id, data, priority, now, broker id.
+if redis.call("srem", KEYS[5], ARGV[1]) == 1 then
+    return 3
+end
 redis.call("zadd", KEYS[4], ARGV[4], ARGV[5])
 redis.call("hset", KEYS[2], ARGV[1], ARGV[2])
 local priority = tonumber(ARGV[3])

@@ -3,9 +3,13 @@
 -- into that broker's acks set, as dramatiq's fetch would put it, and onto its inbox, which the
 -- consumer is blocked on, so it starts without a fetch round-trip. Otherwise it is queued and a
 -- token on the wake-up list wakes an idle consumer to fetch it.
--- KEYS: events stream, queue, queue msgs, heartbeats, wake list, idle consumers.
+-- A message cancelled while a worker held it delayed (cancel.lua) is dropped here, when it is due.
+-- KEYS: events stream, queue, queue msgs, heartbeats, wake list, idle consumers, cancelled.
 -- ARGV: redis id, data, now, broker id, wake tokens, acks key around the waiter's broker id (prefix,
 --       suffix), inbox key likewise (prefix, suffix), then (max length, 8 event values) or 0 for no event.
+if redis.call("srem", KEYS[7], ARGV[1]) == 1 then
+    return 3
+end
 if redis.call("hsetnx", KEYS[3], ARGV[1], ARGV[2]) == 0 then
     return 0  -- a retry of a call that went through (redis-py retries on a timeout): nothing twice
 end

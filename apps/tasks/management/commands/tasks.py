@@ -5,6 +5,7 @@ Thin: parse the arguments, call the services, print a table (or JSON with ``--js
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from datetime import datetime, timezone
@@ -14,11 +15,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.tasks.models import JobStatus
-from apps.tasks.services import dead_letters, queues, records, workers
+from apps.tasks.services import control, dead_letters, queues, records, workers
 
 
 class Command(BaseCommand):
-    help = "Inspect and operate the task queues: queues, workers, jobs, dead, purge, stats."
+    help = "Inspect and operate the task queues: queues, workers, jobs, dead, cancel, purge, stats."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--json", action="store_true", dest="as_json", help="Machine-readable output.")
@@ -41,6 +42,9 @@ class Command(BaseCommand):
         purge.add_argument("queue")
         purge.add_argument("--force", action="store_true", help="Allow with DEBUG off.")
         purge.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
+        cancel = sub.add_parser("cancel", help="Cancel pending or delayed jobs: they never run.")
+        cancel.add_argument("job_ids", nargs="+", metavar="ID")
+        cancel.add_argument("--reason", default="", help="Kept in the record beside who cancelled.")
         stats = sub.add_parser("stats", help="Completed and failed jobs per minute over a window.")
         stats.add_argument("--minutes", type=int, default=60)
 
@@ -158,6 +162,19 @@ class Command(BaseCommand):
         self.stdout.write(
             json.dumps({"purged": removed}) if self.as_json else f"Purged {removed} message(s) from {queue!r}."
         )
+
+    def do_cancel(self, *, job_ids: list[str], reason: str, **options: Any) -> None:
+        by = f"{getpass.getuser()} (manage.py tasks cancel)"
+        cancelled, refused = control.cancel_jobs(job_ids, by=by, reason=reason)
+        if self.as_json:
+            self.stdout.write(json.dumps({"cancelled": cancelled, "refused": refused}))
+        else:
+            for job_id in cancelled:
+                self.stdout.write(f"Cancelled {job_id}.")
+            for why in refused.values():
+                self.stderr.write(f"Not cancelled: {why}")
+        if refused:
+            raise CommandError(f"{len(refused)} of {len(job_ids)} job(s) not cancelled.")
 
     def do_stats(self, *, minutes: int, **options: Any) -> None:
         if minutes < 1:
