@@ -126,6 +126,24 @@ class JobRecordAdmin(admin.ModelAdmin):
         for message_id, reason in refused.items():
             self.message_user(request, f"{message_id}: {reason}", messages.WARNING)
 
+    # Deleting a dead letter's record deletes the dead letter in Redis too: counts stay in step.
+    def delete_model(self, request, obj) -> None:
+        self._delete_dead_letters([obj])
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        self._delete_dead_letters(queryset.filter(status=JobStatus.DEAD_LETTER))
+        super().delete_queryset(request, queryset)
+
+    def _delete_dead_letters(self, records) -> None:
+        for record in records:
+            if record.status != JobStatus.DEAD_LETTER:
+                continue
+            try:
+                dead_letters.delete_dead_letter(record.message_id, record.queue_name)
+            except (LookupError, ValueError):
+                pass  # expired, requeued or deleted already: nothing left in Redis
+
     @admin.action(description="Cancel selected pending or delayed jobs", permissions=["retry"])
     def cancel_selected(self, request, queryset) -> None:
         by = f"{request.user.get_username()} (admin)"

@@ -20,6 +20,8 @@ from apps.tasks.models import JobRecord
 from apps.tasks.services import control, records
 
 DEFAULT_PAGE_SIZE = 50
+#: What the job list understands; anything else is a 400 (a typo must not silently list everything).
+LIST_PARAMETERS = frozenset({"status", "queue", "actor", "backend", "since", "until", "ordering", "page", "page_size"})
 #: A job id: what message ids and Temporal workflow ids are made of, at most the column's 64 characters.
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
 
@@ -103,11 +105,13 @@ def job_list(request: HttpRequest) -> JsonResponse:
     try:
         page = _int_param(request, "page", 1)
         page_size = _int_param(request, "page_size", DEFAULT_PAGE_SIZE)
+        unknown = sorted(set(request.GET) - LIST_PARAMETERS)
+        if unknown:
+            raise records.InvalidFilter(
+                f"unknown parameter(s): {', '.join(unknown)}; valid: {', '.join(sorted(LIST_PARAMETERS))}"
+            )
         queryset = records.filter_records(
-            status=request.GET.get("status") or None,
-            queue=request.GET.get("queue") or None,
-            actor=request.GET.get("actor") or None,
-            backend=request.GET.get("backend") or None,
+            **{name: request.GET.get(name) or None for name in LIST_PARAMETERS - {"page", "page_size"}}
         )
         rows, has_next = records.page_of(queryset, page, page_size)
     except records.InvalidFilter as exc:

@@ -129,3 +129,31 @@ def test_the_admin_index_links_to_queues_and_workers_for_who_may_view_records(st
     assert response.status_code == 302 and response.url == DASHBOARD
     client.force_login(User.objects.create_user("nobody", password="pw", is_staff=True))
     assert "Queues &amp; workers" not in client.get("/admin/").content.decode()
+
+
+def test_deleting_a_dead_letters_record_deletes_the_dead_letter_too(admin_client, broker_redis, clean_queues):
+    import dramatiq
+
+    from apps.tasks import keys
+    from apps.tasks.enqueue import enqueue
+    from apps.tasks.services import dead_letters
+    from tests.testapp import tasks
+
+    broker = dramatiq.get_broker()
+    buried = []
+    for number in range(2):
+        job_id = enqueue(tasks.add, args=(number, number))
+        redis_id = f"{job_id}.1"
+        body = broker_redis.hget(keys.queue_messages(broker.namespace, "default"), redis_id)
+        broker_redis.lrem(keys.queue(broker.namespace, "default"), 0, redis_id)
+        broker.bury("default", redis_id, body)  # as a worker does with a message that failed for good
+        JobRecord.objects.filter(message_id=job_id).update(status=JobStatus.DEAD_LETTER)
+        buried.append(job_id)
+    assert dead_letters.count_dead_letters("default")["default"] == 2
+
+    admin_client.post(f"/admin/dramatiq_tasks/jobrecord/{buried[0]}/delete/", {"post": "yes"})
+    assert dead_letters.count_dead_letters("default")["default"] == 1
+    action = {"action": "delete_selected", "_selected_action": [buried[1]], "post": "yes"}
+    admin_client.post("/admin/dramatiq_tasks/jobrecord/", action)
+    assert dead_letters.count_dead_letters("default")["default"] == 0
+    assert not JobRecord.objects.filter(message_id__in=buried).exists()

@@ -53,6 +53,15 @@ def test_anonymous_and_non_staff_are_refused(client, jobs):
     assert client.get("/tasks/api/jobs/j1/").status_code == 403
 
 
+def test_date_filters_and_ordering(staff_client, jobs):
+    j2 = JobRecord.objects.get(message_id="j2").enqueued_at
+    j3 = JobRecord.objects.get(message_id="j3").enqueued_at
+    since, until = j3.isoformat().replace("+00:00", "Z"), j2.isoformat()
+    assert ids(staff_client.get("/tasks/api/jobs/", {"since": since, "until": until})) == ["j3"]
+    assert ids(staff_client.get("/tasks/api/jobs/", {"since": since})) == ["j1", "j2", "j3"]
+    assert ids(staff_client.get("/tasks/api/jobs/?ordering=enqueued_at")) == ["j4", "j3", "j2", "j1"]
+
+
 def test_list_filters_and_pages(staff_client, jobs):
     assert ids(staff_client.get("/tasks/api/jobs/")) == ["j1", "j2", "j3", "j4"]
     assert ids(staff_client.get("/tasks/api/jobs/?status=dead_letter")) == ["j2"]
@@ -73,6 +82,9 @@ def test_list_filters_and_pages(staff_client, jobs):
         ("page=0", "page must be between 1 and 1000000"),
         ("page=two", "page must be an integer"),
         ("page_size=1000", "page_size must be between 1 and 200"),
+        ("stauts=completed", "unknown parameter(s): stauts; valid: actor, backend, ordering, page"),
+        ("since=yesterday", "since must be an ISO 8601 date or time"),
+        ("ordering=actor_name", "unknown ordering 'actor_name'; valid: -enqueued_at, enqueued_at"),
     ],
 )
 def test_bad_filters_are_400_json(staff_client, jobs, query, message):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -58,8 +58,20 @@ def filter_records(
     queue: str | None = None,
     actor: str | None = None,
     backend: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    ordering: str | None = None,
 ) -> QuerySet[JobRecord]:
+    """Records by status, queue, actor, backend, enqueued in [since, until) (ISO 8601), newest
+    first unless ``ordering`` is ``enqueued_at``; InvalidFilter names what is wrong."""
     records = JobRecord.objects.all()
+    if ordering:
+        if ordering not in ORDERINGS:
+            raise InvalidFilter(f"unknown ordering {ordering!r}; valid: {', '.join(ORDERINGS)}")
+        records = records.order_by(ordering, "message_id" if ordering == "enqueued_at" else "-message_id")
+    for name, value, lookup in (("since", since, "enqueued_at__gte"), ("until", until, "enqueued_at__lt")):
+        if value:
+            records = records.filter(**{lookup: _datetime_param(name, value)})
     if status:
         if status not in JobStatus.values:
             raise InvalidFilter(f"unknown status {status!r}; valid: {', '.join(JobStatus.values)}")
@@ -77,7 +89,7 @@ def filter_records(
         records = records.filter(queue_name=queue)
     if actor:
         records = records.filter(actor_name=actor)
-    return records.order_by("-enqueued_at")
+    return records if ordering else records.order_by("-enqueued_at")
 
 
 def page_of(records: QuerySet[JobRecord], page: int, page_size: int) -> tuple[list[JobRecord], bool]:
@@ -89,6 +101,18 @@ def page_of(records: QuerySet[JobRecord], page: int, page_size: int) -> tuple[li
     start = (page - 1) * page_size
     rows = list(records[start : start + page_size + 1])
     return rows[:page_size], len(rows) > page_size
+
+
+#: Orderings the API offers (both use the enqueued_at index).
+ORDERINGS = ("-enqueued_at", "enqueued_at")
+
+
+def _datetime_param(name: str, value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidFilter(f"{name} must be an ISO 8601 date or time (2026-12-04T10:00:00Z), not {value!r}") from None
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.get_default_timezone())
 
 
 def display_actor(record: JobRecord) -> str:
