@@ -172,6 +172,8 @@ class JobRecordAdmin(admin.ModelAdmin):
             path("dashboard/", wrap(self.dashboard_view), name="tasks_dashboard"),
             path("dashboard/data/", wrap(self.dashboard_data_view), name="tasks_dashboard_data"),
             path("dashboard/clear/<str:queue>/", wrap(self.clear_queue_view), name="tasks_clear_queue"),
+            path("dashboard/pause/<str:queue>/", wrap(self.pause_queue_view), name="tasks_pause_queue"),
+            path("dashboard/resume/<str:queue>/", wrap(self.resume_queue_view), name="tasks_resume_queue"),
             *super().get_urls(),
         ]
 
@@ -186,6 +188,7 @@ class JobRecordAdmin(admin.ModelAdmin):
             "title": "Queues & workers",
             "data": dashboard_data(),
             "debug": settings.DEBUG,
+            "can_control": self.has_retry_permission(request),
             "data_url": reverse("admin:tasks_dashboard_data"),
             "opts": self.model._meta,
         }
@@ -194,6 +197,30 @@ class JobRecordAdmin(admin.ModelAdmin):
     def dashboard_data_view(self, request: HttpRequest) -> JsonResponse:
         self._require_view(request)
         return JsonResponse(dashboard_data())
+
+    def pause_queue_view(self, request: HttpRequest, queue: str):
+        return self._queue_control(request, queue, pause=True)
+
+    def resume_queue_view(self, request: HttpRequest, queue: str):
+        return self._queue_control(request, queue, pause=False)
+
+    def _queue_control(self, request: HttpRequest, queue: str, *, pause: bool):
+        """POST only, for who may retry (change permission)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_retry_permission(request):
+            raise PermissionDenied
+        by = f"{request.user.get_username()} (admin)"
+        try:
+            if pause:
+                control.pause_queue(queue, by=by)
+                self.message_user(request, f"Paused {queue!r}: workers fetch nothing until resumed.", messages.SUCCESS)
+            else:
+                control.resume_queue(queue, by=by)
+                self.message_user(request, f"Resumed {queue!r}.", messages.SUCCESS)
+        except dead_letters.UnknownQueueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        return redirect("admin:tasks_dashboard")
 
     def clear_queue_view(self, request: HttpRequest, queue: str):
         """DEBUG only; GET asks for confirmation, POST purges."""

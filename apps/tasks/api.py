@@ -15,6 +15,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views.csrf import csrf_failure as django_csrf_failure
 
+from apps.tasks.errors import UnknownQueueError
 from apps.tasks.masking import mask_text
 from apps.tasks.models import JobRecord
 from apps.tasks.services import control, records
@@ -166,3 +167,24 @@ def job_cancel(request: HttpRequest, job_id: str) -> JsonResponse:
     except Exception as exc:  # broker down: say so, as JSON
         return error(503, mask_text(f"cancel failed: {type(exc).__name__}: {exc}"))
     return JsonResponse({"job_id": job_id, "cancelled": True, "how": outcome})
+
+
+@methods("POST")
+@staff_json("dramatiq_tasks.change_jobrecord")
+def queue_pause(request: HttpRequest, queue: str) -> JsonResponse:
+    """Pause a queue in every worker (consumers fetch nothing; enqueue goes on)."""
+    try:
+        name = control.pause_queue(queue, by=f"{request.user.get_username()} (api)")
+    except UnknownQueueError as exc:
+        return error(404, str(exc))
+    return JsonResponse({"queue": name, "paused": True})
+
+
+@methods("POST")
+@staff_json("dramatiq_tasks.change_jobrecord")
+def queue_resume(request: HttpRequest, queue: str) -> JsonResponse:
+    try:
+        resumed = control.resume_queue(queue, by=f"{request.user.get_username()} (api)")
+    except UnknownQueueError as exc:
+        return error(404, str(exc))
+    return JsonResponse({"queue": queue, "paused": False, "was_paused": resumed})

@@ -116,6 +116,7 @@ def get_task_health() -> dict[str, Any]:
     report["queues"] = {stat.name: stat.as_dict() for stat in stats}
     unconsumed = [stat.name for stat in stats if not stat.has_consumer]
     report["queues_without_consumer"] = unconsumed
+    report["paused_queues"] = [stat.name for stat in stats if stat.paused]  # on purpose: not degraded
     if errors or (unconsumed and config.health_requires_consumers):
         report["status"] = DEGRADED
     return _add_sections(report)

@@ -30,6 +30,11 @@ def queue_priorities(namespace: str, queue_name: str) -> str:
     return f"{namespace}:{queue_name}.prio"
 
 
+def paused(namespace: str, queue_name: str) -> str:
+    """String (JSON: who paused it and when): while it exists, consumers of the queue fetch nothing."""
+    return f"{namespace}:tasks:paused:{queue_name}"
+
+
 def cancelled(namespace: str) -> str:
     """Set: Redis ids of delayed messages cancelled while a worker held them (broker lua cancel)."""
     return f"{namespace}:tasks:cancelled"

@@ -13,6 +13,8 @@ urlpatterns = [
     path("tasks/api/jobs/<str:job_id>/", api.job_detail, name="job-detail"),
     path("tasks/api/jobs/<str:job_id>/retry/", api.job_retry, name="job-retry"),
     path("tasks/api/jobs/<str:job_id>/cancel/", api.job_cancel, name="job-cancel"),
+    path("tasks/api/queues/<str:queue>/pause/", api.queue_pause, name="queue-pause"),
+    path("tasks/api/queues/<str:queue>/resume/", api.queue_resume, name="queue-resume"),
     path("health/tasks/", views.task_health, name="health"),
     # Prometheus scrapes /metrics (its default path); 404 unless TASK_CONFIG.metrics_enabled.
     path("metrics", views.metrics, name="metrics"),

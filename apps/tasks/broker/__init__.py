@@ -104,7 +104,7 @@ class RedisBroker(DramatiqRedisBroker):
         return [
             keys.queue(namespace, queue_name), keys.queue_messages(namespace, queue_name),
             keys.acks(namespace, self.broker_id, queue_name), keys.heartbeats(namespace), keys.redelivered(namespace),
-            keys.queue_low(namespace, queue_name),
+            keys.queue_low(namespace, queue_name), keys.paused(namespace, queue_name),
         ]  # fmt: skip
 
     def fetch_and_leave_idle(self, queue_name: str, count: int) -> list[Fetched]:
@@ -166,6 +166,19 @@ class RedisBroker(DramatiqRedisBroker):
     def forget_redelivery(self, redis_id: str) -> None:
         """The redelivered message was checked (see RecordedAckConsumer): drop its note."""
         self.client.hdel(keys.redelivered(self.namespace), redis_id)
+
+    def pause(self, queue_name: str, note: str) -> None:
+        """Consumers of the queue fetch nothing until ``resume`` (fetch.lua); enqueue goes on."""
+        self.client.set(keys.paused(self.namespace, q_name(queue_name)), note)
+
+    def resume(self, queue_name: str) -> bool:
+        """Undo ``pause`` and wake the queue's idle consumers; False when it was not paused."""
+        queue_name = q_name(queue_name)
+        pipeline = self.client.pipeline(transaction=False)
+        pipeline.delete(keys.paused(self.namespace, queue_name))
+        pipeline.lpush(self.wake_key(queue_name), *([1] * WAKE_TOKENS))
+        pipeline.ltrim(self.wake_key(queue_name), 0, WAKE_TOKENS - 1)
+        return bool(pipeline.execute()[0])
 
     def cancel(self, queue_name: str, redis_id: str) -> str:
         """Take a waiting message out so that it never runs (see cancel.lua): ``removed``, ``noted``
@@ -287,7 +300,7 @@ class RedisBroker(DramatiqRedisBroker):
         script_keys = [
             keys.events(namespace), keys.queue(namespace, queue_name), keys.queue_messages(namespace, queue_name),
             keys.heartbeats(namespace), self.wake_key(queue_name), keys.idle_consumers(namespace, queue_name),
-            keys.cancelled(namespace),
+            keys.cancelled(namespace), keys.paused(namespace, queue_name),
         ]  # fmt: skip
         handover = self._handover_keys.get(queue_name)
         if handover is None:

@@ -1,4 +1,8 @@
-"""Operator control of jobs: cancel a waiting job (the admin, the API and ``manage.py tasks``).
+"""Operator control (the admin, the API and ``manage.py tasks``): cancel a waiting job; pause and
+resume a queue.
+
+A paused queue's consumers fetch nothing, in every worker, until it is resumed; what workers
+already hold (running or prefetched) finishes, and enqueue goes on, so nothing is lost.
 
 A cancelled job never runs. A ready message is taken off its queue at once; a delayed one (a
 ``run_after``, a retry's wait) that a worker holds until due is noted and dropped when it comes
@@ -8,11 +12,16 @@ operator knows). The record ends ``cancelled`` saying who did it and why.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from typing import Any
 
 import dramatiq
 
-from apps.tasks import records
+from apps.tasks import keys, records
+from apps.tasks.broker import get_redis
+from apps.tasks.config import check_queue
 from apps.tasks.status import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -70,3 +79,30 @@ def cancel_jobs(job_ids: list[str], *, by: str, reason: str = "") -> tuple[list[
         except (CannotCancel, JobRecord.DoesNotExist) as exc:
             refused[job_id] = str(exc) if isinstance(exc, CannotCancel) else f"no job {job_id!r}"
     return cancelled, refused
+
+
+def pause_queue(queue_name: str, *, by: str) -> str:
+    """Stop every consumer of a configured queue fetching (UnknownQueueError); its name."""
+    queue = check_queue(queue_name)
+    dramatiq.get_broker().pause(queue, json.dumps({"by": by, "at": time.time()}))
+    logger.warning("Queue %s paused by %s.", queue, by)
+    return queue
+
+
+def resume_queue(queue_name: str, *, by: str) -> bool:
+    """Let a paused queue's consumers fetch again; False when it was not paused."""
+    queue = check_queue(queue_name)
+    resumed = dramatiq.get_broker().resume(queue)
+    if resumed:
+        logger.warning("Queue %s resumed by %s.", queue, by)
+    return resumed
+
+
+def paused_queues() -> dict[str, dict[str, Any]]:
+    """Paused queue → who paused it and when (epoch seconds)."""
+    from apps.tasks.config import configured_queues
+
+    queues = configured_queues()
+    namespace = dramatiq.get_broker().namespace
+    values = get_redis().mget([keys.paused(namespace, queue) for queue in queues])
+    return {queue: json.loads(value) for queue, value in zip(queues, values, strict=True) if value}

@@ -27,6 +27,8 @@ class QueueStats:
     dead_letter: int
     oldest_age_seconds: float | None
     consumers: int = 0
+    #: Paused by an operator (services.control): consumers fetch nothing, enqueue goes on.
+    paused: bool = False
 
     @property
     def has_consumer(self) -> bool:
@@ -54,19 +56,20 @@ def queue_stats(queue_names: tuple[str, ...] | None = None) -> list[QueueStats]:
         pipeline.zcard(keys.dead_letters(namespace, queue))
         pipeline.lindex(keys.queue(namespace, queue), 0)
         pipeline.lindex(keys.queue_low(namespace, queue), 0)
+        pipeline.exists(keys.paused(namespace, queue))
         for broker_id in broker_ids:
             pipeline.scard(keys.acks(namespace, broker_id, queue))
             pipeline.scard(keys.acks(namespace, broker_id, dq_name(queue)))
     replies = iter(pipeline.execute())
     partial = []
     for queue in queues:
-        ready, low, delayed, dead, head, low_head = (next(replies) for _ in range(6))
+        ready, low, delayed, dead, head, low_head, paused = (next(replies) for _ in range(7))
         ready, head = ready + low, head or low_head
         in_flight = held_delayed = 0
         for _ in broker_ids:
             in_flight += next(replies)
             held_delayed += next(replies)
-        partial.append((queue, ready, in_flight, delayed + held_delayed, dead, head))
+        partial.append((queue, ready, in_flight, delayed + held_delayed, dead, bool(paused), head))
 
     # 3: the oldest ready message of each non-empty queue.
     pipeline = client.pipeline(transaction=False)
@@ -81,8 +84,8 @@ def queue_stats(queue_names: tuple[str, ...] | None = None) -> list[QueueStats]:
         except Exception:  # a missing or corrupt body: no age rather than a failed health check
             ages[queue] = None
     return [
-        QueueStats(queue, ready, in_flight, delayed, dead, ages.get(queue))
-        for queue, ready, in_flight, delayed, dead, _ in partial
+        QueueStats(queue, ready, in_flight, delayed, dead, ages.get(queue), paused=paused)
+        for queue, ready, in_flight, delayed, dead, paused, _ in partial
     ]
 
 

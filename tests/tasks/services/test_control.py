@@ -107,3 +107,55 @@ def test_cancel_from_the_api_the_admin_and_the_command_line(client, admin_client
     assert texts[by_api] == "cancelled by ops (api): duplicate"
     assert texts[by_admin] == "cancelled by admin (admin)"
     assert texts[by_cli].startswith("cancelled by ") and texts[by_cli].endswith("(manage.py tasks cancel): tidy up")
+
+
+@pytest.mark.worker
+def test_a_paused_queue_is_not_fetched_by_any_worker_until_resumed(start_worker, broker_redis, clean_queues):
+    from apps.tasks.health import get_task_health
+
+    start_worker("--processes", "2", "--threads", "2", "--queues", "default", "high")
+    running = enqueue(tasks.take_a_moment, args=(1.5,))
+    wait_for(lambda: JobRecord.objects.filter(message_id=running, status=JobStatus.RUNNING).exists(), timeout=30,
+             message="a job running when the queue is paused")  # fmt: skip
+    control.pause_queue("default", by="ops (test)")
+    waiting = [enqueue(tasks.add, args=(n, n)) for n in range(3)]  # enqueue goes on
+    # While paused: the running job finishes, and the same workers still serve another queue.
+    wait_for(lambda: completed(running), timeout=30, message="the job that was running")
+    other = enqueue(tasks.add, args=(9, 9), queue_name="high")
+    wait_for(lambda: completed(other), timeout=30, message="a job on a queue that is not paused")
+    assert JobRecord.objects.filter(message_id__in=waiting, status=JobStatus.PENDING).count() == 3
+    stats = {stat.name: stat for stat in queue_stats(("default", "high"))}
+    assert stats["default"].paused and stats["default"].ready == 3 and not stats["high"].paused
+    assert get_task_health()["paused_queues"] == ["default"]
+    assert control.paused_queues()["default"]["by"] == "ops (test)"
+
+    assert control.resume_queue("default", by="ops (test)") is True
+    wait_for(lambda: all(completed(job_id) for job_id in waiting), timeout=30, message="the jobs after resume")
+    assert control.paused_queues() == {} and control.resume_queue("default", by="ops") is False
+
+
+def test_pause_and_resume_from_the_api_the_admin_and_the_command_line(client, admin_client, broker_redis):
+    user = User.objects.create_user("ops", password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_jobrecord", "change_jobrecord"]))
+    client.force_login(user)
+    try:
+        assert client.post("/tasks/api/queues/low/pause/").json() == {"queue": "low", "paused": True}
+        assert control.paused_queues()["low"]["by"] == "ops (api)"
+        assert client.post("/tasks/api/queues/nope/pause/").status_code == 404
+        assert client.post("/tasks/api/queues/low/resume/").json()["was_paused"] is True
+
+        admin_client.post("/admin/dramatiq_tasks/jobrecord/dashboard/pause/low/")
+        page = admin_client.get("/admin/dramatiq_tasks/jobrecord/dashboard/").content.decode()
+        assert "<b>paused</b>" in page and control.paused_queues()["low"]["by"] == "admin (admin)"
+        admin_client.post("/admin/dramatiq_tasks/jobrecord/dashboard/resume/low/")
+        assert control.paused_queues() == {}
+
+        out = io.StringIO()
+        call_command("tasks", "pause", "low", stdout=out)
+        assert "Paused 'low'" in out.getvalue()
+        call_command("tasks", "queues", stdout=out)
+        assert any(line.startswith("low") and line.rstrip().endswith("yes") for line in out.getvalue().splitlines())
+        call_command("tasks", "resume", "low", stdout=out)
+        assert "Resumed 'low'." in out.getvalue()
+    finally:
+        control.resume_queue("low", by="test cleanup")

@@ -4,7 +4,8 @@
 -- consumer is blocked on, so it starts without a fetch round-trip. Otherwise it is queued and a
 -- token on the wake-up list wakes an idle consumer to fetch it.
 -- A message cancelled while a worker held it delayed (cancel.lua) is dropped here, when it is due.
--- KEYS: events stream, queue, queue msgs, heartbeats, wake list, idle consumers, cancelled.
+-- On a paused queue (its pause key exists) the message is only queued: no hand-over, no wake-up.
+-- KEYS: events stream, queue, queue msgs, heartbeats, wake list, idle consumers, cancelled, pause key.
 -- ARGV: redis id, data, now, broker id, wake tokens, acks key around the waiter's broker id (prefix,
 --       suffix), inbox key likewise (prefix, suffix), then (max length, 8 event values) or 0 for no event.
 if redis.call("srem", KEYS[7], ARGV[1]) == 1 then
@@ -19,6 +20,10 @@ if #ARGV > 10 then
         "queue", ARGV[15], "actor", ARGV[16], "meta", ARGV[17], "timestamp", ARGV[18])
 end
 redis.call("zadd", KEYS[4], ARGV[3], ARGV[4])
+if redis.call("exists", KEYS[8]) == 1 then
+    redis.call("rpush", KEYS[2], ARGV[1])
+    return 1
+end
 local clock = redis.call("time")
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 while true do

@@ -2,8 +2,13 @@
 -- so that an entry that cannot be decoded can still be moved to the dead letters by its id, and
 -- whether maintenance put it back from a dead broker process (1 or 0).
 -- Messages of negative priority wait on their own list (highest first) and come once the queue is empty.
--- KEYS: queue, queue msgs, acks, heartbeats, redelivered, low-priority list. ARGV: how many, now (ms), broker id.
+-- A paused queue (its pause key exists) gives nothing.
+-- KEYS: queue, queue msgs, acks, heartbeats, redelivered, low-priority list, pause key.
+-- ARGV: how many, now (ms), broker id.
 redis.call("zadd", KEYS[4], ARGV[2], ARGV[3])
+if redis.call("exists", KEYS[7]) == 1 then
+    return {}
+end
 local fetched = {}
 for _ = 1, tonumber(ARGV[1]) do
     local id = redis.call("lpop", KEYS[1]) or redis.call("lpop", KEYS[6])

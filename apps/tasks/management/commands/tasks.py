@@ -19,7 +19,7 @@ from apps.tasks.services import control, dead_letters, queues, records, workers
 
 
 class Command(BaseCommand):
-    help = "Inspect and operate the task queues: queues, workers, jobs, dead, cancel, purge, stats."
+    help = "Inspect and operate the task queues: queues, workers, jobs, dead, cancel, pause, resume, purge, stats."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--json", action="store_true", dest="as_json", help="Machine-readable output.")
@@ -45,6 +45,9 @@ class Command(BaseCommand):
         cancel = sub.add_parser("cancel", help="Cancel pending or delayed jobs: they never run.")
         cancel.add_argument("job_ids", nargs="+", metavar="ID")
         cancel.add_argument("--reason", default="", help="Kept in the record beside who cancelled.")
+        for verb, text in (("pause", "Stop every worker fetching from a queue (enqueue goes on)."),
+                           ("resume", "Let workers fetch from a paused queue again.")):  # fmt: skip
+            sub.add_parser(verb, help=text).add_argument("queue")
         stats = sub.add_parser("stats", help="Completed and failed jobs per minute over a window.")
         stats.add_argument("--minutes", type=int, default=60)
 
@@ -80,8 +83,11 @@ class Command(BaseCommand):
         age = lambda s: "-" if s.oldest_age_seconds is None else f"{s.oldest_age_seconds:.1f}s"  # noqa: E731
         self.emit(
             [stat.as_dict() for stat in stats],
-            ["queue", "ready", "in flight", "delayed", "dead", "oldest", "consumers"],
-            [[s.name, s.ready, s.in_flight, s.delayed, s.dead_letter, age(s), s.consumers] for s in stats],
+            ["queue", "ready", "in flight", "delayed", "dead", "oldest", "consumers", "paused"],
+            [
+                [s.name, s.ready, s.in_flight, s.delayed, s.dead_letter, age(s), s.consumers, "yes" if s.paused else ""]
+                for s in stats
+            ],
         )
 
     def do_workers(self, **options: Any) -> None:
@@ -175,6 +181,17 @@ class Command(BaseCommand):
                 self.stderr.write(f"Not cancelled: {why}")
         if refused:
             raise CommandError(f"{len(refused)} of {len(job_ids)} job(s) not cancelled.")
+
+    def do_pause(self, *, queue: str, **options: Any) -> None:
+        name = control.pause_queue(queue, by=f"{getpass.getuser()} (manage.py tasks pause)")
+        self.stdout.write(json.dumps({"paused": name}) if self.as_json else f"Paused {name!r}: workers fetch nothing.")
+
+    def do_resume(self, *, queue: str, **options: Any) -> None:
+        resumed = control.resume_queue(queue, by=f"{getpass.getuser()} (manage.py tasks resume)")
+        if self.as_json:
+            self.stdout.write(json.dumps({"resumed": queue if resumed else None}))
+        else:
+            self.stdout.write(f"Resumed {queue!r}." if resumed else f"{queue!r} was not paused.")
 
     def do_stats(self, *, minutes: int, **options: Any) -> None:
         if minutes < 1:
