@@ -28,6 +28,10 @@ def task(
     ``max_retries`` (5), backoff doubling from ``min_backoff_ms`` (1 s) to ``max_backoff_ms`` (5 min),
     ``time_limit_ms``. Transient errors retry; permanent ones (ValueError, KeyError, TypeError,
     PermanentError) go to the dead letter queue at once. Times are in milliseconds, as in dramatiq.
+
+    ``unique_key``: a callable given the job's arguments (or a string) naming what may run only once
+    at a time; a second job with the same key joins the first while it waits or runs (see
+    ``apps.tasks.enqueue.enqueue``).
     """
 
     def decorate(function: Callable) -> dramatiq.Actor:

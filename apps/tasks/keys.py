@@ -30,6 +30,11 @@ def queue_priorities(namespace: str, queue_name: str) -> str:
     return f"{namespace}:{queue_name}.prio"
 
 
+def unique(namespace: str, unique_key: str) -> str:
+    """String: the id of the waiting or running job that holds a unique key (enqueue's ``unique_key``)."""
+    return f"{namespace}:tasks:unique:{unique_key}"
+
+
 def paused(namespace: str, queue_name: str) -> str:
     """String (JSON: who paused it and when): while it exists, consumers of the queue fetch nothing."""
     return f"{namespace}:tasks:paused:{queue_name}"

@@ -82,6 +82,13 @@ def count_runs(key: str, number: int, seconds: float = 0.01) -> None:
     get_redis().sadd(f"{key}:done", number)
 
 
+@task(queue_name="default", max_retries=0, unique_key=lambda account, seconds=0.0: f"account-{account}")
+def sync_account(account: int, seconds: float = 0.0) -> int:
+    """One sync per account at a time (its unique key); takes ``seconds``."""
+    time.sleep(seconds)
+    return account
+
+
 @task(queue_name="default", max_retries=0)
 def kill_own_worker(key: str) -> None:
     """Count the delivery, then die the way an OOM kill does."""

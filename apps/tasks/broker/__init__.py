@@ -167,6 +167,18 @@ class RedisBroker(DramatiqRedisBroker):
         """The redelivered message was checked (see RecordedAckConsumer): drop its note."""
         self.client.hdel(keys.redelivered(self.namespace), redis_id)
 
+    def claim_unique(self, unique_key: str, job_id: str, ttl_seconds: int, finished_holder: str = "") -> str | None:
+        """Make ``job_id`` the holder of ``unique_key``; the holder's id instead when another job
+        holds it (``finished_holder``: a holder the caller knows has finished, taken over)."""
+        holder = self.lua.run(
+            "claim_unique", [keys.unique(self.namespace, unique_key)], [job_id, ttl_seconds, finished_holder]
+        )
+        return holder.decode() if isinstance(holder, bytes) else holder or None
+
+    def release_unique(self, unique_key: str, job_id: str) -> None:
+        """Free ``unique_key`` if ``job_id`` still holds it (its job finished)."""
+        self.lua.run("release_unique", [keys.unique(self.namespace, unique_key)], [job_id])
+
     def pause(self, queue_name: str, note: str) -> None:
         """Consumers of the queue fetch nothing until ``resume`` (fetch.lua); enqueue goes on."""
         self.client.set(keys.paused(self.namespace, q_name(queue_name)), note)

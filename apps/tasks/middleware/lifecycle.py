@@ -45,6 +45,9 @@ class LifecycleMiddleware(Middleware):
     Writes go through the process's batching buffer (see ``records.buffer``).
     """
 
+    #: ``@task(unique_key=...)``: see apps.tasks.enqueue; the key is freed here once the job is over.
+    actor_options = frozenset({"unique_key"})
+
     def __init__(self) -> None:
         self._local = threading.local()
 
@@ -101,6 +104,7 @@ class LifecycleMiddleware(Middleware):
             if exact is not None:
                 transition.result_payload = payload.seal(exact)
             records.record(transition)
+            _release_unique(broker, message)
         else:
             transition = self._finished(
                 message,
@@ -117,6 +121,8 @@ class LifecycleMiddleware(Middleware):
             elif retry_delay is not None:
                 records.retrying(transition, retry_delay)
             records.record(transition)
+            if transition.status != JobStatus.RETRYING:
+                _release_unique(broker, message)
             if transition.status == JobStatus.DEAD_LETTER:
                 notify_dead_letter(transition)
         self._local.message_id = None
@@ -125,6 +131,7 @@ class LifecycleMiddleware(Middleware):
     def after_skip_message(self, broker, message) -> None:
         message = unwrapped(message)
         records.record(self._finished(message, JobStatus.SKIPPED, now(), attempt_number(message.options)))
+        _release_unique(broker, message)
         self._local.message_id = None
         current_job.set(None)
 
@@ -148,6 +155,16 @@ class LifecycleMiddleware(Middleware):
             worker=worker_label(),
             **values,
         )
+
+
+def _release_unique(broker, message) -> None:
+    """Free the job's unique key (enqueue's ``unique_key``) now that it is over."""
+    unique_key = message.options.get("unique_key")
+    if unique_key and hasattr(broker, "release_unique"):
+        try:
+            broker.release_unique(unique_key, message.message_id)
+        except Exception:  # Redis down: the next enqueue sees the finished holder and takes the key
+            logger.warning("Job %s: could not free unique key %r.", message.message_id, unique_key, exc_info=True)
 
 
 def _format(exception: BaseException) -> str:
