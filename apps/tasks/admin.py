@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponseNotAllowed, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -16,13 +16,29 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from apps.tasks.discovery import import_task_modules
-from apps.tasks.models import JobRecord, JobStatus, QueuesAndWorkers
+from apps.tasks.models import TERMINAL_STATUSES, JobRecord, JobStatus, QueuesAndWorkers
 from apps.tasks.services import control, dead_letters, queues
 from apps.tasks.services.dashboard import dashboard_data
 from apps.tasks.services.records import display_actor, record_queues, retry_jobs
 
 #: The list never counts past this: COUNT(*) over a million rows is what makes admin lists slow.
 COUNT_CAP = 10_000
+
+
+#: Actions on every record matching the list's filters, and the statuses each applies to.
+BULK_LABELS = {
+    "retry": "Retry all matching",
+    "cancel": "Cancel all matching",
+    "requeue": "Requeue all matching dead letters",
+    "delete": "Delete all matching",
+}
+BULK_STATUSES = {
+    "retry": TERMINAL_STATUSES,
+    "cancel": (JobStatus.PENDING, JobStatus.RETRYING),
+    "requeue": (JobStatus.DEAD_LETTER,),
+    "delete": (),
+}
+BULK_BATCH = 500
 
 
 class CappedCountPaginator(Paginator):
@@ -173,6 +189,8 @@ class JobRecordAdmin(admin.ModelAdmin):
             path("dashboard/data/", wrap(self.dashboard_data_view), name="tasks_dashboard_data"),
             path("dashboard/clear/<str:queue>/", wrap(self.clear_queue_view), name="tasks_clear_queue"),
             path("dashboard/pause/<str:queue>/", wrap(self.pause_queue_view), name="tasks_pause_queue"),
+            path("dashboard/requeue/<str:queue>/", wrap(self.requeue_queue_view), name="tasks_requeue_dead_letters"),
+            path("bulk/<str:action>/", wrap(self.bulk_view), name="tasks_bulk"),
             path("dashboard/resume/<str:queue>/", wrap(self.resume_queue_view), name="tasks_resume_queue"),
             *super().get_urls(),
         ]
@@ -197,6 +215,81 @@ class JobRecordAdmin(admin.ModelAdmin):
     def dashboard_data_view(self, request: HttpRequest) -> JsonResponse:
         self._require_view(request)
         return JsonResponse(dashboard_data())
+
+    # --- actions on every record matching the filters, not only a page ------------------------
+
+    def changelist_view(self, request, extra_context=None):
+        extra = {"can_bulk": self.has_retry_permission(request), "bulk_actions": BULK_LABELS.items()}
+        return super().changelist_view(request, {**extra, **(extra_context or {})})
+
+    def bulk_view(self, request: HttpRequest, action: str):
+        """GET: how many records the current filters match (and how many the action applies to);
+        POST: do it to all of them."""
+        if action not in BULK_LABELS:
+            raise Http404(f"no bulk action {action!r}")
+        if not self.has_retry_permission(request) or (action == "delete" and not self.has_delete_permission(request)):
+            raise PermissionDenied
+        queryset = self.get_changelist_instance(request).get_queryset(request)
+        applicable = queryset.filter(status__in=BULK_STATUSES[action]) if BULK_STATUSES[action] else queryset
+        back_url = reverse("admin:dramatiq_tasks_jobrecord_changelist") + (
+            f"?{request.GET.urlencode()}" if request.GET else ""
+        )
+        if request.method == "POST":
+            done, refused = self._bulk(request, action, applicable)
+            self.message_user(request, f"{BULK_LABELS[action]}: {done} done.", messages.SUCCESS)
+            for message_id, reason in list(refused.items())[:20]:
+                self.message_user(request, f"{message_id}: {reason}", messages.WARNING)
+            return redirect(back_url)
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET", "POST"])
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{BULK_LABELS[action]}?",
+            "label": BULK_LABELS[action],
+            "count": queryset.count(),
+            "applicable": applicable.count(),
+            "filters": ", ".join(f"{key}={value}" for key, value in request.GET.items()),
+            "back_url": back_url,
+        }
+        return TemplateResponse(request, "admin/dramatiq_tasks/bulk_confirm.html", context)
+
+    def _bulk(self, request: HttpRequest, action: str, queryset) -> tuple[int, dict[str, str]]:
+        by = f"{request.user.get_username()} (admin, bulk)"
+        done, refused = 0, {}
+        ids = list(queryset.values_list("message_id", flat=True))
+        for start in range(0, len(ids), BULK_BATCH):
+            batch = ids[start : start + BULK_BATCH]
+            if action == "retry":
+                retried, failed = retry_jobs(batch)
+                done, refused = done + len(retried), {**refused, **failed}
+            elif action == "cancel":
+                cancelled, failed = control.cancel_jobs(batch, by=by)
+                done, refused = done + len(cancelled), {**refused, **failed}
+            elif action == "requeue":
+                for record in JobRecord.objects.filter(message_id__in=batch):
+                    try:
+                        dead_letters.requeue_dead_letter(record.message_id, record.queue_name)
+                        done += 1
+                    except (LookupError, ValueError) as exc:
+                        refused[record.message_id] = str(exc)
+            else:
+                chunk = JobRecord.objects.filter(message_id__in=batch)
+                self.delete_queryset(request, chunk)
+                done += len(batch)
+        return done, refused
+
+    def requeue_queue_view(self, request: HttpRequest, queue: str):
+        """POST: requeue every dead letter of a queue."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_retry_permission(request):
+            raise PermissionDenied
+        try:
+            requeued = dead_letters.requeue_all(queue)
+            self.message_user(request, f"Requeued {len(requeued)} dead letter(s) of {queue!r}.", messages.SUCCESS)
+        except dead_letters.UnknownQueueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        return redirect("admin:tasks_dashboard")
 
     def pause_queue_view(self, request: HttpRequest, queue: str):
         return self._queue_control(request, queue, pause=True)

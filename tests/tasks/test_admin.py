@@ -157,3 +157,35 @@ def test_deleting_a_dead_letters_record_deletes_the_dead_letter_too(admin_client
     admin_client.post("/admin/dramatiq_tasks/jobrecord/", action)
     assert dead_letters.count_dead_letters("default")["default"] == 0
     assert not JobRecord.objects.filter(message_id__in=buried).exists()
+
+
+def test_bulk_actions_act_on_every_record_the_filters_match_after_showing_the_count(
+    admin_client, broker_redis, clean_queues
+):
+    from apps.tasks.enqueue import enqueue
+    from tests.testapp import tasks
+
+    waiting = [enqueue(tasks.add, args=(n, n)) for n in range(3)]
+    elsewhere = enqueue(tasks.add, args=(9, 9), queue_name="high")
+    page = admin_client.get(f"{LIST}?queue_name=default").content.decode()
+    assert "Cancel all matching" in page and "bulk/cancel/?queue_name=default" in page
+
+    confirm = admin_client.get(f"{LIST}bulk/cancel/?queue_name=default").content.decode()
+    assert '<strong id="bulk-count">3</strong>' in confirm
+    admin_client.post(f"{LIST}bulk/cancel/?queue_name=default")
+    assert set(JobRecord.objects.filter(message_id__in=waiting).values_list("status", flat=True)) == {"cancelled"}
+    assert JobRecord.objects.get(message_id=elsewhere).status == JobStatus.PENDING
+
+    retry = admin_client.get(f"{LIST}bulk/retry/?status__exact=pending").content.decode()
+    assert '<strong id="bulk-count">1</strong>' in retry and '<strong id="bulk-applicable">0</strong>' in retry
+    admin_client.post(f"{LIST}bulk/delete/?status__exact=cancelled")
+    assert not JobRecord.objects.filter(message_id__in=waiting).exists()
+    assert admin_client.get(f"{LIST}bulk/nope/").status_code == 404
+
+
+def test_a_view_only_user_gets_no_bulk_links_and_a_403(client):
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_jobrecord"))
+    client.force_login(user)
+    assert "all matching" not in client.get(LIST).content.decode()
+    assert client.get(f"{LIST}bulk/retry/").status_code == 403
