@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponseNotAllowed, JsonRespon
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
@@ -39,6 +40,20 @@ BULK_STATUSES = {
     "delete": (),
 }
 BULK_BATCH = 500
+
+
+def format_duration(milliseconds: int | None) -> str:
+    """A duration as people read it: "-", "<1 ms", "250 ms", "3.2 s", "4 min 05 s"."""
+    if milliseconds is None:
+        return "-"
+    if milliseconds < 1:
+        return "<1 ms"
+    if milliseconds < 1000:
+        return f"{milliseconds} ms"
+    if milliseconds < 60_000:
+        return f"{milliseconds / 1000:.1f} s"
+    minutes, seconds = divmod(milliseconds // 1000, 60)
+    return f"{minutes} min {seconds:02d} s"
 
 
 class CappedCountPaginator(Paginator):
@@ -80,10 +95,12 @@ class ActorFilter(admin.SimpleListFilter):
 @admin.register(JobRecord)
 class JobRecordAdmin(admin.ModelAdmin):
     list_display = (
-        "message_id", "backend", "actor", "queue_name", "status_badge", "attempts", "enqueued_at", "duration_ms",
+        "message_id", "backend", "actor", "queue_name", "status_badge", "attempts", "enqueued", "duration",
+        "last_error",
     )  # fmt: skip
     list_filter = ("status", "backend", QueueFilter, ActorFilter, "enqueued_at")
     search_fields = ("=message_id", "=actor_name")
+    search_help_text = "An exact job id or actor name (both indexed)."
     show_full_result_count = False
     paginator = CappedCountPaginator
     list_per_page = 50
@@ -113,8 +130,30 @@ class JobRecordAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, record: JobRecord) -> str:
-        colours = {JobStatus.COMPLETED: "#2e7d32", JobStatus.DEAD_LETTER: "#c62828", JobStatus.FAILED: "#c62828"}
-        return format_html('<b style="color:{}">{}</b>', colours.get(record.status, "inherit"), record.status)
+        colours = {
+            JobStatus.COMPLETED: "#2e7d32", JobStatus.DEAD_LETTER: "#c62828", JobStatus.FAILED: "#c62828",
+            JobStatus.CANCELLED: "#757575", JobStatus.SKIPPED: "#757575",
+        }  # fmt: skip
+        return format_html(
+            '<b style="color:{}" title="{}">{}</b>',
+            colours.get(record.status, "inherit"), record.status, record.get_status_display(),
+        )  # fmt: skip
+
+    @admin.display(description="enqueued", ordering="enqueued_at")
+    def enqueued(self, record: JobRecord) -> str:
+        return timezone.localtime(record.enqueued_at).strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, record: JobRecord) -> str:
+        return format_duration(record.duration_ms)
+
+    @admin.display(description="last error")
+    def last_error(self, record: JobRecord) -> str:
+        if not record.error_type and not record.error_message:
+            return "-"
+        first_line = (record.error_message or "").strip().splitlines()[0] if record.error_message.strip() else ""
+        shown = first_line if len(first_line) <= 80 else first_line[:79] + "…"
+        return format_html("<code>{}</code> {}", record.error_type.rsplit(".", 1)[-1], shown)
 
     @admin.display(description="actor", ordering="actor_name")
     def actor(self, record: JobRecord) -> str:
@@ -191,6 +230,8 @@ class JobRecordAdmin(admin.ModelAdmin):
             path("dashboard/pause/<str:queue>/", wrap(self.pause_queue_view), name="tasks_pause_queue"),
             path("dashboard/requeue/<str:queue>/", wrap(self.requeue_queue_view), name="tasks_requeue_dead_letters"),
             path("bulk/<str:action>/", wrap(self.bulk_view), name="tasks_bulk"),
+            path("<path:object_id>/retry/", wrap(self.retry_job_view), name="tasks_retry_job"),
+            path("<path:object_id>/cancel/", wrap(self.cancel_job_view), name="tasks_cancel_job"),
             path("dashboard/resume/<str:queue>/", wrap(self.resume_queue_view), name="tasks_resume_queue"),
             *super().get_urls(),
         ]
@@ -277,6 +318,50 @@ class JobRecordAdmin(admin.ModelAdmin):
                 self.delete_queryset(request, chunk)
                 done += len(batch)
         return done, refused
+
+    # --- the detail page's Retry and Cancel -------------------------------------------------
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra = {
+            "can_control": self.has_retry_permission(request),
+            "retryable": [str(status) for status in TERMINAL_STATUSES],
+            "cancellable": [JobStatus.PENDING.value, JobStatus.RETRYING.value],
+        }
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def retry_job_view(self, request: HttpRequest, object_id: str):
+        """GET asks (a completed job runs again), POST retries and opens the job it became."""
+        if not self.has_retry_permission(request):
+            raise PermissionDenied
+        record = JobRecord.objects.filter(pk=object_id).first()
+        if record is None:
+            raise Http404(f"no job {object_id!r}")
+        if request.method == "GET":
+            context = {**self.admin_site.each_context(request), "title": f"Retry job {record.pk}?",
+                       "record": record, "actor": display_actor(record)}  # fmt: skip
+            return TemplateResponse(request, "admin/dramatiq_tasks/retry_confirm.html", context)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["GET", "POST"])
+        retried, refused = retry_jobs([record.pk])
+        if refused:
+            self.message_user(request, refused[record.pk], messages.WARNING)
+            return redirect("admin:dramatiq_tasks_jobrecord_change", record.pk)
+        self.message_user(request, f"Retried {record.pk} as {retried[0]}.", messages.SUCCESS)
+        return redirect(reverse("admin:dramatiq_tasks_jobrecord_change", args=[retried[0]]))
+
+    def cancel_job_view(self, request: HttpRequest, object_id: str):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_retry_permission(request):
+            raise PermissionDenied
+        try:
+            control.cancel_job(object_id, by=f"{request.user.get_username()} (admin)")
+            self.message_user(request, f"Cancelled {object_id}.", messages.SUCCESS)
+        except control.CannotCancel as exc:
+            self.message_user(request, str(exc), messages.WARNING)
+        except JobRecord.DoesNotExist:
+            raise Http404(f"no job {object_id!r}") from None
+        return redirect("admin:dramatiq_tasks_jobrecord_change", object_id)
 
     def requeue_queue_view(self, request: HttpRequest, queue: str):
         """POST: requeue every dead letter of a queue."""

@@ -189,3 +189,43 @@ def test_a_view_only_user_gets_no_bulk_links_and_a_403(client):
     client.force_login(user)
     assert "all matching" not in client.get(LIST).content.decode()
     assert client.get(f"{LIST}bulk/retry/").status_code == 403
+
+
+def test_the_list_shows_the_error_a_human_status_seconds_and_short_durations(admin_client):
+    from apps.tasks.admin import format_duration
+
+    now = timezone.now()
+    JobRecord.objects.create(
+        message_id="failed-1", actor_name="add", queue_name="default", status=JobStatus.DEAD_LETTER,
+        error_type="apps.tasks.errors.PermanentError", error_message="card declined\nsecond line",
+        enqueued_at=now, updated_at=now, duration_ms=0,
+    )  # fmt: skip
+    page = admin_client.get(LIST).content.decode()
+    assert "<code>PermanentError</code> card declined" in page and "second line" not in page
+    assert ">Dead letter</b>" in page and "&lt;1 ms" in page
+    assert timezone.localtime(now).strftime("%H:%M:%S") in page
+    assert [format_duration(ms) for ms in (None, 0, 250, 3_200, 245_000)] == ["-", "<1 ms", "250 ms", "3.2 s",
+                                                                              "4 min 05 s"]  # fmt: skip
+
+
+def test_the_detail_page_retries_after_asking_and_cancels(admin_client, broker_redis, clean_queues):
+    from apps.tasks.enqueue import enqueue
+    from tests.testapp import tasks
+
+    now = timezone.now()
+    JobRecord.objects.create(
+        message_id="done-1", actor_name="add", queue_name="default", status=JobStatus.COMPLETED, args=[1, 2],
+        enqueued_at=now, updated_at=now,
+    )  # fmt: skip
+    detail = admin_client.get(f"{LIST}done-1/change/").content.decode()
+    assert 'id="retry-job"' in detail and 'id="cancel-job"' not in detail
+    confirm = admin_client.get(f"{LIST}done-1/retry/").content.decode()
+    assert "retrying runs it <strong>again</strong>" in confirm
+    response = admin_client.post(f"{LIST}done-1/retry/")
+    new_id = response.url.split("/")[-3]
+    assert new_id != "done-1" and JobRecord.objects.get(message_id=new_id).args == [1, 2]
+
+    waiting = enqueue(tasks.add, args=(3, 4))
+    assert 'id="cancel-job"' in admin_client.get(f"{LIST}{waiting}/change/").content.decode()
+    admin_client.post(f"{LIST}{waiting}/cancel/")
+    assert JobRecord.objects.get(message_id=waiting).status == JobStatus.CANCELLED
