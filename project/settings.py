@@ -172,6 +172,7 @@ TASK_CONFIG = TaskConfig(
     log_format=env_str("TASKS_LOG_FORMAT", "plain"),
     metrics_enabled=env_bool("TASKS_METRICS", False),
     metrics_token=env_str("TASKS_METRICS_TOKEN", ""),
+    api_token=env_str("TASKS_API_TOKEN", ""),
 )
 TASK_CONFIG.merge_into(globals())
 

@@ -12,14 +12,20 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.http import HttpRequest, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import Resolver404, resolve
 from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.csrf import csrf_exempt
 
+from apps.tasks.access import bearer_token_matches
+from apps.tasks.config import get_task_config
 from apps.tasks.errors import UnknownQueueError
 from apps.tasks.masking import mask_text
 from apps.tasks.models import JobRecord
 from apps.tasks.services import control, records
 
+BEARER_ACTOR = "api token"
+_CSRF = CsrfViewMiddleware(lambda request: None)
 DEFAULT_PAGE_SIZE = 50
 #: What the job list understands; anything else is a 400 (a typo must not silently list everything).
 LIST_PARAMETERS = frozenset({"status", "queue", "actor", "backend", "since", "until", "ordering", "page", "page_size"})
@@ -73,21 +79,38 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> object:
 
 
 def staff_json(permission: str) -> Callable:
-    """Only active staff with ``permission``; others get a JSON 401/403, never a redirect."""
+    """Active staff with ``permission`` (their session, CSRF-checked for writes), or a script with
+    ``TASK_CONFIG.api_token`` as bearer token; others get a JSON 401/403, never a redirect."""
 
     def decorate(view: Callable) -> Callable:
+        @csrf_exempt  # a bearer token carries no CSRF cookie; sessions are checked below
         @wraps(view)
         def wrapped(request: HttpRequest, *args, **kwargs):
+            token = get_task_config().api_token
+            if token and request.headers.get("Authorization", "").lower().startswith("bearer "):
+                if not bearer_token_matches(request, token):
+                    return error(401, "invalid API token")
+                request.task_actor = BEARER_ACTOR
+                return view(request, *args, **kwargs)
             user = request.user
             if not user.is_authenticated:
                 return error(401, "authentication required")
             if not (user.is_active and user.is_staff and user.has_perm(permission)):
                 return error(403, "staff permission required", permission=permission)
+            rejected = _CSRF.process_view(request, None, (), {})
+            if rejected is not None:
+                return rejected  # CSRF_FAILURE_VIEW: JSON for the API (csrf_failure above)
+            request.task_actor = user.get_username()
             return view(request, *args, **kwargs)
 
         return wrapped
 
     return decorate
+
+
+def who(request: HttpRequest) -> str:
+    """Who acts, for the record: the staff user, or the API token."""
+    return f"{getattr(request, 'task_actor', '') or request.user.get_username()} (api)"
 
 
 def _int_param(request: HttpRequest, name: str, default: int) -> int:
@@ -157,7 +180,7 @@ def job_retry(request: HttpRequest, job_id: str) -> JsonResponse:
 @valid_job_id
 def job_cancel(request: HttpRequest, job_id: str) -> JsonResponse:
     """Cancel a pending or delayed job: 200, 404, or 409 with the reason (running, finished...)."""
-    by = f"{request.user.get_username()} (api)"
+    by = who(request)
     try:
         outcome = control.cancel_job(job_id, by=by, reason=str(request.POST.get("reason", ""))[:500])
     except JobRecord.DoesNotExist:
@@ -174,7 +197,7 @@ def job_cancel(request: HttpRequest, job_id: str) -> JsonResponse:
 def queue_pause(request: HttpRequest, queue: str) -> JsonResponse:
     """Pause a queue in every worker (consumers fetch nothing; enqueue goes on)."""
     try:
-        name = control.pause_queue(queue, by=f"{request.user.get_username()} (api)")
+        name = control.pause_queue(queue, by=who(request))
     except UnknownQueueError as exc:
         return error(404, str(exc))
     return JsonResponse({"queue": name, "paused": True})
@@ -184,7 +207,7 @@ def queue_pause(request: HttpRequest, queue: str) -> JsonResponse:
 @staff_json("dramatiq_tasks.change_jobrecord")
 def queue_resume(request: HttpRequest, queue: str) -> JsonResponse:
     try:
-        resumed = control.resume_queue(queue, by=f"{request.user.get_username()} (api)")
+        resumed = control.resume_queue(queue, by=who(request))
     except UnknownQueueError as exc:
         return error(404, str(exc))
     return JsonResponse({"queue": queue, "paused": False, "was_paused": resumed})

@@ -362,6 +362,9 @@ class TaskConfig(BaseModel):
     metrics_enabled: bool = False
     #: When set, /metrics wants ``Authorization: Bearer <token>``.
     metrics_token: str = Field(default="", repr=False)
+    #: When set, scripts may call the JSON API with ``Authorization: Bearer <token>`` (view and act,
+    #: as staff with the job-record permissions; recorded as "api token"). Empty: sessions only.
+    api_token: str = Field(default="", repr=False)
 
     @field_validator("metrics_enabled")
     @classmethod

@@ -114,3 +114,26 @@ def test_retry_resends_a_finished_job_and_refuses_a_running_one(staff_client, jo
     assert "only finished jobs" in response.json()["error"]
     assert staff_client.post("/tasks/api/jobs/missing/retry/").status_code == 404
     assert staff_client.get("/tasks/api/jobs/j1/retry/").status_code == 405
+
+
+def test_scripts_use_the_api_token_and_sessions_still_need_csrf(client, settings, jobs, broker_redis, clean_queues):
+    from django.test import Client
+
+    from apps.tasks.enqueue import enqueue
+    from tests.testapp import tasks
+
+    settings.TASK_CONFIG = settings.TASK_CONFIG.model_copy(update={"api_token": "script-token"})
+    script = Client(enforce_csrf_checks=True)
+    bearer = {"HTTP_AUTHORIZATION": "Bearer script-token"}
+    assert script.get("/tasks/api/jobs/", **bearer).status_code == 200
+    assert script.get("/tasks/api/jobs/", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    waiting = enqueue(tasks.add, args=(1, 1))
+    assert script.post(f"/tasks/api/jobs/{waiting}/cancel/", **bearer).status_code == 200  # no CSRF for a token
+    assert JobRecord.objects.get(message_id=waiting).error_message == "cancelled by api token (api)"
+
+    user = User.objects.create_user("session", password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_jobrecord", "change_jobrecord"]))
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    refused = browser.post(f"/tasks/api/jobs/{enqueue(tasks.add, args=(2, 2))}/cancel/")
+    assert refused.status_code == 403 and "CSRF" in refused.json()["error"]
