@@ -55,6 +55,11 @@ def redis_message_id(message: Message) -> str:
     return f"{message.message_id}.{records.attempt_number(message.options)}"
 
 
+def waiting_redis_id(record: Any) -> str:
+    """The Redis id of the message a pending or retrying job record waits for: its next attempt."""
+    return f"{record.message_id}.{record.attempts + 1}"
+
+
 class RedisBroker(DramatiqRedisBroker):
     """dramatiq's RedisBroker, with connection options applied to a URL's pool, acks that wait
     for the job record (see RecordedAckConsumer) and maintenance on demand.

@@ -20,7 +20,7 @@ from typing import Any
 import dramatiq
 
 from apps.tasks import keys, records
-from apps.tasks.broker import get_redis
+from apps.tasks.broker import get_redis, waiting_redis_id
 from apps.tasks.config import check_queue
 from apps.tasks.status import JobStatus
 
@@ -44,7 +44,7 @@ def cancel_job(job_id: str, *, by: str, reason: str = "") -> str:
         raise CannotCancel(f"job {job_id} is a {record.backend} workflow: cancel it with `manage.py workflows cancel`")
     if record.status not in _WAITING:
         raise CannotCancel(f"job {job_id} is {record.status}; only pending or delayed (retrying) jobs can be cancelled")
-    outcome = dramatiq.get_broker().cancel(record.queue_name, f"{job_id}.{record.attempts + 1}")
+    outcome = dramatiq.get_broker().cancel(record.queue_name, waiting_redis_id(record))
     if outcome == "held":
         raise CannotCancel(f"job {job_id} was already taken by a worker and may be running")
     text = f"cancelled by {by}" + (f": {reason}" if reason else "")

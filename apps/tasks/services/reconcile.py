@@ -24,7 +24,7 @@ from dramatiq.common import dq_name
 from dramatiq.errors import ActorNotFound
 
 from apps.tasks import keys, records
-from apps.tasks.broker import get_redis
+from apps.tasks.broker import get_redis, waiting_redis_id
 from apps.tasks.config import get_task_config
 from apps.tasks.enqueue import send_recorded
 from apps.tasks.errors import MessageLost
@@ -44,10 +44,6 @@ class ReconcileReport:
     resent: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     dead_lettered: list[str] = field(default_factory=list)
-
-
-def _redis_id(record) -> str:
-    return f"{record.message_id}.{record.attempts + 1}"
 
 
 def _candidates(namespace: str, grace_ms: int, batch: int) -> list:
@@ -82,7 +78,7 @@ def _where(namespace: str, candidates: list) -> list[str | None]:
     """For each record, where its message is: "queued", "delayed", "dead", or None (nowhere)."""
     pipeline = get_redis().pipeline(transaction=False)
     for record in candidates:
-        redis_id, queue = _redis_id(record), record.queue_name
+        redis_id, queue = waiting_redis_id(record), record.queue_name
         pipeline.hexists(keys.queue_messages(namespace, queue), redis_id)
         pipeline.hexists(keys.queue_messages(namespace, dq_name(queue)), redis_id)
         pipeline.hexists(keys.dead_letter_messages(namespace, queue), redis_id)
