@@ -232,6 +232,7 @@ class JobRecordAdmin(admin.ModelAdmin):
             path("bulk/<str:action>/", wrap(self.bulk_view), name="tasks_bulk"),
             path("<path:object_id>/retry/", wrap(self.retry_job_view), name="tasks_retry_job"),
             path("<path:object_id>/cancel/", wrap(self.cancel_job_view), name="tasks_cancel_job"),
+            path("<path:object_id>/abort/", wrap(self.abort_job_view), name="tasks_abort_job"),
             path("dashboard/resume/<str:queue>/", wrap(self.resume_queue_view), name="tasks_resume_queue"),
             *super().get_urls(),
         ]
@@ -319,13 +320,14 @@ class JobRecordAdmin(admin.ModelAdmin):
                 done += len(batch)
         return done, refused
 
-    # --- the detail page's Retry and Cancel -------------------------------------------------
+    # --- the detail page's Retry, Cancel and Abort ------------------------------------------
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra = {
             "can_control": self.has_retry_permission(request),
             "retryable": [str(status) for status in TERMINAL_STATUSES],
             "cancellable": [JobStatus.PENDING.value, JobStatus.RETRYING.value],
+            "abortable": [JobStatus.RUNNING.value],
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
@@ -350,13 +352,21 @@ class JobRecordAdmin(admin.ModelAdmin):
         return redirect(reverse("admin:dramatiq_tasks_jobrecord_change", args=[retried[0]]))
 
     def cancel_job_view(self, request: HttpRequest, object_id: str):
+        return self._job_control(request, object_id, control.cancel_job, "Cancelled {}.")
+
+    def abort_job_view(self, request: HttpRequest, object_id: str):
+        return self._job_control(
+            request, object_id, control.abort_job, "Asked the worker to abort {}: it ends cancelled once it has."
+        )
+
+    def _job_control(self, request: HttpRequest, object_id: str, operation, done: str):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_retry_permission(request):
             raise PermissionDenied
         try:
-            control.cancel_job(object_id, by=f"{request.user.get_username()} (admin)")
-            self.message_user(request, f"Cancelled {object_id}.", messages.SUCCESS)
+            operation(object_id, by=f"{request.user.get_username()} (admin)")
+            self.message_user(request, done.format(object_id), messages.SUCCESS)
         except control.CannotCancel as exc:
             self.message_user(request, str(exc), messages.WARNING)
         except JobRecord.DoesNotExist:

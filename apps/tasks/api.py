@@ -194,6 +194,30 @@ def job_cancel(request: HttpRequest, job_id: str) -> JsonResponse:
 
 @methods("POST")
 @staff_json("dramatiq_tasks.change_jobrecord")
+@valid_job_id
+def job_abort(request: HttpRequest, job_id: str) -> JsonResponse:
+    """Ask the worker running a job to interrupt it (after ``grace`` seconds, if given): 202 (the
+    record ends cancelled once the worker has), 404, 400, or 409 with the reason (not running...)."""
+    try:
+        grace = float(request.POST.get("grace", 0) or 0)
+    except ValueError:
+        return error(400, "grace must be a number of seconds")
+    if not 0 <= grace <= 3600:
+        return error(400, "grace must be between 0 and 3600 seconds")
+    try:
+        reason = str(request.POST.get("reason", ""))[:500]
+        control.abort_job(job_id, by=who(request), reason=reason, grace_seconds=grace)
+    except JobRecord.DoesNotExist:
+        return error(404, f"no job {job_id!r}")
+    except control.CannotCancel as exc:
+        return error(409, str(exc))
+    except Exception as exc:  # broker down: say so, as JSON
+        return error(503, mask_text(f"abort failed: {type(exc).__name__}: {exc}"))
+    return JsonResponse({"job_id": job_id, "abort_requested": True, "grace_seconds": grace}, status=202)
+
+
+@methods("POST")
+@staff_json("dramatiq_tasks.change_jobrecord")
 def queue_pause(request: HttpRequest, queue: str) -> JsonResponse:
     """Pause a queue in every worker (consumers fetch nothing; enqueue goes on)."""
     try:

@@ -40,13 +40,15 @@ DRAMATIQ_DEFAULT_MIDDLEWARE: tuple[str, ...] = (
 LIFECYCLE_MIDDLEWARE = "apps.tasks.middleware.lifecycle.LifecycleMiddleware"
 
 #: What this app adds after dramatiq's defaults: Django DB connections closed per message, the
-#: registry of live workers (with crash recovery), the memory guard, and the requeue at once of
-#: messages still running when a stopping worker's shutdown timeout runs out.
+#: registry of live workers (with crash recovery), the memory guard, the requeue at once of
+#: messages still running when a stopping worker's shutdown timeout runs out, and aborts.
 PROJECT_MIDDLEWARE: tuple[str, ...] = (
     "django_dramatiq.middleware.DbConnectionsMiddleware",
     "apps.tasks.middleware.worker_registry.WorkerRegistryMiddleware",
     "apps.tasks.middleware.memory_guard.MemoryGuardMiddleware",
     "apps.tasks.middleware.graceful_shutdown.GracefulShutdownMiddleware",
+    # Last, so its after_process_message runs first: a job that has returned is no longer abortable.
+    "apps.tasks.middleware.abort.AbortMiddleware",
 )
 
 #: Counts finished jobs and their durations in Redis for the /metrics endpoint (``metrics_enabled``).

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
+from dramatiq_abort import Abort
 
 from apps.tasks.config import get_task_config
 from apps.tasks.errors import retry_predicate
@@ -43,6 +44,8 @@ def task(
                 f"configured queues: {', '.join(config.queues)}"
             )
         retries = config.max_retries if max_retries is None else max_retries
+        # An aborted job is expected, not "an unhandled exception" with a traceback in the log.
+        throws = (Abort, *_as_tuple(options.pop("throws", ())))
         return dramatiq.actor(
             function,
             actor_name=actor_name,
@@ -53,7 +56,12 @@ def task(
             max_backoff=config.max_backoff_ms if max_backoff is None else max_backoff,
             time_limit=config.time_limit_ms if time_limit is None else time_limit,
             retry_when=retry_when or retry_predicate(retries),
+            throws=throws,
             **options,
         )
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _as_tuple(value: Any) -> tuple:
+    return value if isinstance(value, tuple) else (value,) if value else ()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
+from dramatiq_abort import Abort
+
 
 class TransientError(Exception):
     """Raise to ask for a retry: the same call may succeed later."""
@@ -91,8 +93,9 @@ def is_transient(exception: BaseException) -> bool:
 
 
 def is_permanent(exception: BaseException) -> bool:
-    """Permanent unless it is also a transient kind (UnicodeError is a ValueError, TransientError wins)."""
-    return isinstance(exception, PERMANENT_TYPES) and not is_transient(exception)
+    """Permanent unless it is also a transient kind (UnicodeError is a ValueError, TransientError wins).
+    An aborted job (dramatiq_abort.Abort, asked for by an operator) is never retried."""
+    return isinstance(exception, Abort) or (isinstance(exception, PERMANENT_TYPES) and not is_transient(exception))
 
 
 def retry_predicate(max_retries: int) -> Callable[[int, BaseException], bool]:

@@ -40,6 +40,16 @@ def paused(namespace: str, queue_name: str) -> str:
     return f"{namespace}:tasks:paused:{queue_name}"
 
 
+def aborts(namespace: str) -> str:
+    """Key prefix of dramatiq-abort's event lists (abort requests the workers block on)."""
+    return f"{namespace}:tasks:aborts:"
+
+
+def abort_note(namespace: str, job_id: str) -> str:
+    """String (JSON: who asked and why): kept for the record of a running job being aborted."""
+    return f"{namespace}:tasks:abort-note:{job_id}"
+
+
 def cancelled(namespace: str) -> str:
     """Set: Redis ids of delayed messages cancelled while a worker held them (broker lua cancel)."""
     return f"{namespace}:tasks:cancelled"

@@ -13,6 +13,7 @@ urlpatterns = [
     path("tasks/api/jobs/<str:job_id>/", api.job_detail, name="job-detail"),
     path("tasks/api/jobs/<str:job_id>/retry/", api.job_retry, name="job-retry"),
     path("tasks/api/jobs/<str:job_id>/cancel/", api.job_cancel, name="job-cancel"),
+    path("tasks/api/jobs/<str:job_id>/abort/", api.job_abort, name="job-abort"),
     path("tasks/api/queues/<str:queue>/pause/", api.queue_pause, name="queue-pause"),
     path("tasks/api/queues/<str:queue>/resume/", api.queue_resume, name="queue-resume"),
     path("health/tasks/", views.task_health, name="health"),

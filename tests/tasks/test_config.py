@@ -69,6 +69,8 @@ def test_generated_settings_shape():
         "apps.tasks.middleware.memory_guard.MemoryGuardMiddleware",
         # Requeues at once what is still running when a stopping worker's shutdown timeout ends.
         "apps.tasks.middleware.graceful_shutdown.GracefulShutdownMiddleware",
+        # Interrupts a running job an operator aborted (dramatiq-abort).
+        "apps.tasks.middleware.abort.AbortMiddleware",
     ]
     assert generated["DRAMATIQ_AUTODISCOVER_MODULES"] == ["tasks"]
     caches = generated["CACHES"]

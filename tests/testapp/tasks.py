@@ -107,3 +107,29 @@ def frozen_objects() -> int:
     import gc
 
     return gc.get_freeze_count()
+
+
+@task(queue_name="default", max_retries=3)
+def work_until_aborted(key: str, seconds: float = 60.0) -> str:
+    """Say it started, then work in short steps: an abort interrupts it between two of them."""
+    get_redis().set(key, "started")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    get_redis().set(key, "finished")
+    return "finished"
+
+
+@task(queue_name="default", max_retries=3)
+def stop_at_check_point(key: str, seconds: float = 60.0) -> str:
+    """Check for an abort request between steps and stop cleanly when one comes."""
+    from dramatiq_abort import abort_requested
+
+    get_redis().set(key, "started")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if abort_requested() is not None:
+            get_redis().set(key, "cleaned up")
+            return "stopped early"
+        time.sleep(0.02)
+    return "finished"

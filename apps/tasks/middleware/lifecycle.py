@@ -12,6 +12,7 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 from dramatiq.worker import ConsumerThread
+from dramatiq_abort import Abort
 
 from apps.tasks import records
 from apps.tasks.config import get_task_config
@@ -20,6 +21,7 @@ from apps.tasks.masking import mask_text
 from apps.tasks.notifications import notify_dead_letter
 from apps.tasks.records import Transition, attempt_number, now, payload, transition_for, worker_label
 from apps.tasks.records.serialization import stored_result
+from apps.tasks.services.control import abort_text
 from apps.tasks.status import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -103,6 +105,23 @@ class LifecycleMiddleware(Middleware):
             transition.result, exact = stored_result(result, config.record_args_max_bytes, config.secret_arg_keys)
             if exact is not None:
                 transition.result_payload = payload.seal(exact)
+            records.record(transition)
+            _release_unique(broker, message)
+        elif isinstance(exception, Abort):
+            # An operator aborted it (services.control.abort_job): over, not a failure to retry or
+            # dead-letter. Retries failed the message (errors.is_permanent); ack it instead.
+            proxy.failed = False
+            text, meta = abort_text(message.message_id)
+            transition = self._finished(
+                message,
+                JobStatus.CANCELLED,
+                finished_at,
+                attempt,
+                error_type=f"{type(exception).__module__}.{type(exception).__qualname__}",
+                error_message=mask_text(text),
+                event="aborted",
+                meta=meta,
+            )
             records.record(transition)
             _release_unique(broker, message)
         else:

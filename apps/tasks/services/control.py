@@ -1,5 +1,5 @@
-"""Operator control (the admin, the API and ``manage.py tasks``): cancel a waiting job; pause and
-resume a queue.
+"""Operator control (the admin, the API and ``manage.py tasks``): cancel a waiting job; abort a
+running one; pause and resume a queue.
 
 A paused queue's consumers fetch nothing, in every worker, until it is resumed; what workers
 already hold (running or prefetched) finishes, and enqueue goes on, so nothing is lost.
@@ -8,6 +8,9 @@ A cancelled job never runs. A ready message is taken off its queue at once; a de
 ``run_after``, a retry's wait) that a worker holds until due is noted and dropped when it comes
 due. A message a worker has already fetched may be running: it is not cancelled (refused, so the
 operator knows). The record ends ``cancelled`` saying who did it and why.
+
+An aborted job is interrupted in its worker (``middleware.abort``, dramatiq-abort) and ends
+``cancelled`` too, its error text saying "aborted by ..."; it is not retried.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from typing import Any
 
 import dramatiq
+from dramatiq_abort import Abortable, abort
 
 from apps.tasks import keys, records
 from apps.tasks.broker import get_redis, waiting_redis_id
@@ -27,6 +31,8 @@ from apps.tasks.status import JobStatus
 logger = logging.getLogger(__name__)
 
 CANCELLED_EVENT = "cancelled"
+#: How long an abort request waits for its job to be picked up by a worker's abort watcher.
+ABORT_REQUEST_TTL_SECONDS = 90
 _WAITING = (JobStatus.PENDING, JobStatus.RETRYING)
 
 
@@ -79,6 +85,40 @@ def cancel_jobs(job_ids: list[str], *, by: str, reason: str = "") -> tuple[list[
         except (CannotCancel, JobRecord.DoesNotExist) as exc:
             refused[job_id] = str(exc) if isinstance(exc, CannotCancel) else f"no job {job_id!r}"
     return cancelled, refused
+
+
+def abort_job(job_id: str, *, by: str, reason: str = "", grace_seconds: float = 0) -> None:
+    """Ask the worker running a job to interrupt it, after ``grace_seconds`` in which the job may
+    stop itself (``dramatiq_abort.abort_requested()``). The record ends ``cancelled`` ("aborted by
+    ...") when the worker has done it. CannotCancel says why not; JobRecord.DoesNotExist."""
+    from apps.tasks.models import JobBackend, JobRecord
+
+    record = JobRecord.objects.get(message_id=job_id)
+    if record.backend != JobBackend.DRAMATIQ:
+        raise CannotCancel(f"job {job_id} is a {record.backend} workflow: cancel it with `manage.py workflows cancel`")
+    if record.status != JobStatus.RUNNING:
+        hint = "; cancel it instead" if record.status in _WAITING else ""
+        raise CannotCancel(f"job {job_id} is {record.status}; only running jobs can be aborted{hint}")
+    broker = dramatiq.get_broker()
+    middleware = next((m for m in broker.middleware if isinstance(m, Abortable)), None)
+    if middleware is None:
+        raise CannotCancel("the broker has no AbortMiddleware (apps.tasks.middleware.abort): jobs cannot be aborted")
+    note = json.dumps({"by": by, "reason": reason})
+    get_redis().set(keys.abort_note(broker.namespace, job_id), note, ex=ABORT_REQUEST_TTL_SECONDS + 24 * 3600)
+    abort(job_id, middleware, abort_ttl=ABORT_REQUEST_TTL_SECONDS * 1000, abort_timeout=int(grace_seconds * 1000))
+    logger.info("Job %s (%s): abort requested by %s.", job_id, record.actor_name, by)
+
+
+def abort_text(job_id: str) -> tuple[str, dict[str, Any]]:
+    """The record's error text and event fields for an aborted job: who asked and why."""
+    try:
+        note = json.loads(get_redis().get(keys.abort_note(dramatiq.get_broker().namespace, job_id)) or "{}")
+    except Exception:  # Redis gone: the job is still over, say so without the name
+        logger.warning("Job %s: could not read who aborted it.", job_id, exc_info=True)
+        note = {}
+    by, reason = note.get("by"), note.get("reason")
+    text = "aborted" + (f" by {by}" if by else "") + (f": {reason}" if reason else "")
+    return text, {"by": by or "", "reason": reason or ""}
 
 
 def pause_queue(queue_name: str, *, by: str) -> str:
