@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dramatiq
 from django.conf import settings
 from django.contrib import admin, messages
@@ -14,7 +16,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from apps.tasks.discovery import import_task_modules
 from apps.tasks.models import TERMINAL_STATUSES, JobRecord, JobStatus, QueuesAndWorkers
@@ -24,6 +27,18 @@ from apps.tasks.services.records import display_actor, record_queues, retry_jobs
 
 #: The list never counts past this: COUNT(*) over a million rows is what makes admin lists slow.
 COUNT_CAP = 10_000
+#: An id prefix shorter than this would match most of the table.
+MIN_ID_PREFIX = 4
+ERROR_SEARCH = "error:"
+
+#: actor name → function(record) giving (label, url) of what the job worked on, or None; see register_job_link.
+_job_links: dict[str, Callable[[JobRecord], tuple[str, str] | None]] = {}
+
+
+def register_job_link(actor_name: str, link: Callable[[JobRecord], tuple[str, str] | None]) -> None:
+    """Let an app link its jobs to their object: the job's detail page shows ``link(record)``
+    (a label and a URL), as knowbase does for a document's processing jobs."""
+    _job_links[actor_name] = link
 
 
 #: Actions on every record matching the list's filters, and the statuses each applies to.
@@ -78,6 +93,24 @@ class QueueFilter(admin.SimpleListFilter):
         return queryset.filter(queue_name=self.value()) if self.value() else queryset
 
 
+class FirstArgumentFilter(admin.SimpleListFilter):
+    """``?first_arg=5`` keeps the jobs whose first argument is 5 (with ``actor_name``, a scan of that
+    actor's jobs only), so an app can link an object to its jobs; shown only while it is in use."""
+
+    title = "first argument"
+    parameter_name = "first_arg"
+
+    def lookups(self, request, model_admin):
+        value = request.GET.get(self.parameter_name)
+        return [(value, value)] if value else []
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(args__0=int(value) if value.lstrip("-").isdigit() else value)
+
+
 class ActorFilter(admin.SimpleListFilter):
     """The actors declared by the discovered task modules."""
 
@@ -98,9 +131,13 @@ class JobRecordAdmin(admin.ModelAdmin):
         "message_id", "backend", "actor", "queue_name", "status_badge", "attempts", "enqueued", "duration",
         "last_error",
     )  # fmt: skip
-    list_filter = ("status", "backend", QueueFilter, ActorFilter, "enqueued_at")
+    list_filter = ("status", "backend", QueueFilter, ActorFilter, "enqueued_at", FirstArgumentFilter)
     search_fields = ("=message_id", "=actor_name")
-    search_help_text = "An exact job id or actor name (both indexed)."
+    search_help_text = (
+        f"A job id, or its first {MIN_ID_PREFIX}+ characters; an exact actor name; or "
+        f"'{ERROR_SEARCH}text' for the jobs whose error type or message contains the text (any case; "
+        "reads every failed record, so combine it with a filter on a large table)."
+    )
     show_full_result_count = False
     paginator = CappedCountPaginator
     list_per_page = 50
@@ -115,18 +152,29 @@ class JobRecordAdmin(admin.ModelAdmin):
             {"fields": ("enqueued_at", "started_at", "finished_at", "duration_ms", "next_retry_at", "updated_at")},
         ),
         ("Last failure", {"fields": ("error_type", "error_message", "traceback_block")}),
+        ("Related", {"fields": ("related",)}),
     )
 
     def get_search_results(self, request, queryset, search_term):
-        """Exact id or actor name: both are indexed, where the admin's default (iexact) scans the table."""
+        """An id or its prefix, an exact actor name (indexed, where the admin's default iexact scans the
+        table), or ``error:text`` in the error type or message of records that have one."""
         term = search_term.strip()
         if not term:
             return queryset, False
-        return queryset.filter(Q(message_id=term) | Q(actor_name=term)), False
+        if term.lower().startswith(ERROR_SEARCH):
+            text = term[len(ERROR_SEARCH) :].strip()
+            if not text:
+                return queryset, False
+            has_error = queryset.exclude(error_type="", error_message="")
+            return has_error.filter(Q(error_type__icontains=text) | Q(error_message__icontains=text)), False
+        matches = Q(message_id=term) | Q(actor_name=term)
+        if len(term) >= MIN_ID_PREFIX:
+            matches |= Q(message_id__startswith=term)
+        return queryset.filter(matches), False
 
     @cached_property
     def readonly_fields(self):
-        return [field.name for field in JobRecord._meta.fields] + ["traceback_block"]
+        return [field.name for field in JobRecord._meta.fields] + ["traceback_block", "related"]
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, record: JobRecord) -> str:
@@ -158,6 +206,27 @@ class JobRecordAdmin(admin.ModelAdmin):
     @admin.display(description="actor", ordering="actor_name")
     def actor(self, record: JobRecord) -> str:
         return display_actor(record)
+
+    @admin.display(description="links")
+    def related(self, record: JobRecord) -> str:
+        """The job a retry of this one sent, the job this one retried, and what the job worked on."""
+        links = []
+        if record.retried_as:
+            links.append(("Retried as job", self._job_url(record.retried_as), record.retried_as))
+        retry_of = JobRecord.objects.filter(retried_as=record.pk).values_list("pk", flat=True).first()
+        if retry_of:
+            links.append(("A retry of job", self._job_url(retry_of), retry_of))
+        link = _job_links.get(record.actor_name)
+        target = link(record) if link else None
+        if target:
+            links.append(("Worked on", target[1], target[0]))
+        if not links:
+            return "-"
+        return format_html_join(mark_safe("<br>"), '{} <a href="{}" class="job-link">{}</a>', links)
+
+    @staticmethod
+    def _job_url(job_id: str) -> str:
+        return reverse("admin:dramatiq_tasks_jobrecord_change", args=[job_id])
 
     @admin.display(description="traceback")
     def traceback_block(self, record: JobRecord) -> str:

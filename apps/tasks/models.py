@@ -44,6 +44,8 @@ class JobRecord(models.Model):
     backend = models.CharField(
         max_length=16, choices=JobBackend.choices, default=JobBackend.DRAMATIQ, db_default=JobBackend.DRAMATIQ
     )
+    #: The job an operator's retry of this one sent (``services.records.retry_job``), if it was a new job.
+    retried_as = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
 
     class Meta:
         # Named after the app's first label (``tasks``); the label is now ``dramatiq_tasks``.
@@ -56,6 +58,8 @@ class JobRecord(models.Model):
             models.Index(fields=["actor_name", "-enqueued_at"], name="tasks_job_actor"),
             models.Index(fields=["updated_at"], name="tasks_job_updated"),
             models.Index(fields=["backend", "-enqueued_at"], name="tasks_job_backend"),
+            # Few records are retried: a partial index finds the job a retry came from, at no cost to the rest.
+            models.Index(fields=["retried_as"], name="tasks_job_retried_as", condition=~models.Q(retried_as="")),
         ]
 
     def __str__(self) -> str:

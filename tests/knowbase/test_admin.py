@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from apps.knowbase.models import Document, DocumentStatus
 from apps.knowbase.services.processing import process_document
+from tests.helpers import wait_for
 
 from .conftest import messages_for
 
@@ -56,3 +57,39 @@ def test_reprocess_action_queues_the_selected_documents(admin_client, broker_red
     assert "1 documents sent to the knowledge queue." in response.content.decode()
     assert Document.objects.get(pk=document.pk).status == DocumentStatus.QUEUED
     assert messages_for(broker_redis, document.pk) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_document_links_to_its_jobs_and_each_job_to_its_document(admin_client, broker_redis, clean_queues):
+    from apps.tasks.models import JobRecord
+
+    document = Document.objects.create(title="Linked", content="Text to process.")
+    other = Document.objects.create(title="Other", content="Other text.")
+    for doc in (document, other):
+        process_document(doc.pk)
+    admin_client.post(
+        reverse("admin:knowbase_document_changelist"), {"action": "reprocess", "_selected_action": [document.pk]}
+    )
+
+    def jobs_of(doc: Document) -> set[str]:
+        return set(
+            JobRecord.objects.filter(actor_name="process_document_async", args=[doc.pk]).values_list("pk", flat=True)
+        )
+
+    # Sent with the document row as the outbox: their pending records follow through the recorder.
+    wait_for(lambda: len(jobs_of(document)) == 2 and len(jobs_of(other)) == 1, timeout=10, message="the job records")
+    jobs = jobs_of(document)  # saved, then reprocessed
+
+    page = admin_client.get(reverse("admin:knowbase_document_change", args=[document.pk])).content.decode()
+    for job_id in jobs:
+        assert reverse("admin:dramatiq_tasks_jobrecord_change", args=[job_id]) in page
+    all_jobs = page.split('id="all-jobs"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+    listed = admin_client.get(all_jobs).content.decode()
+    assert all(f">{job_id}<" in listed for job_id in jobs)
+    (other_job,) = jobs_of(other)
+    assert f">{other_job}<" not in listed
+
+    job_page = admin_client.get(
+        reverse("admin:dramatiq_tasks_jobrecord_change", args=[next(iter(jobs))])
+    ).content.decode()
+    assert f'Worked on <a href="{reverse("admin:knowbase_document_change", args=[document.pk])}"' in job_page

@@ -83,6 +83,26 @@ def test_filters_and_search(staff):
     assert "r00003" in body and "r00002" not in body
 
 
+def test_search_by_id_prefix_and_by_error_text(staff):
+    make_records(3)
+    JobRecord.objects.filter(message_id="r00001").update(
+        status=JobStatus.DEAD_LETTER, error_type="httpx.ConnectTimeout", error_message="upstream Billing API timed out"
+    )
+    JobRecord.objects.filter(message_id="r00002").update(status=JobStatus.FAILED, error_message="disk full")
+
+    def listed(term: str) -> set[str]:
+        body = staff.get(LIST, {"q": term}).content.decode()
+        return {job_id for job_id in ("r00000", "r00001", "r00002") if f">{job_id}<" in body}
+
+    assert listed("r0000") == {"r00000", "r00001", "r00002"}  # a prefix of 4+ characters
+    assert listed("r00") == set()  # too short to be a prefix, and no such id
+    assert listed("error:billing api") == {"r00001"}  # any case, in the message
+    assert listed("ERROR:connecttimeout") == {"r00001"}  # or in the type
+    assert listed("error:full") == {"r00002"}
+    assert listed("error:   ") == {"r00000", "r00001", "r00002"}  # nothing to look for: no filter
+    assert "&#x27;error:text&#x27;" in staff.get(LIST).content.decode()  # the help text says what it matches
+
+
 def test_detail_shows_arguments_and_traceback(staff):
     make_records(1, error_type="builtins.ValueError", traceback="Traceback (most recent call last):\n  boom")
     body = staff.get(f"{LIST}r00000/change/").content.decode()
@@ -224,6 +244,13 @@ def test_the_detail_page_retries_after_asking_and_cancels(admin_client, broker_r
     response = admin_client.post(f"{LIST}done-1/retry/")
     new_id = response.url.split("/")[-3]
     assert new_id != "done-1" and JobRecord.objects.get(message_id=new_id).args == [1, 2]
+    # Each page links to the other: the job the retry became, and the job it is a retry of.
+    assert (
+        f'Retried as job <a href="{LIST}{new_id}/change/"' in admin_client.get(f"{LIST}done-1/change/").content.decode()
+    )
+    assert (
+        f'A retry of job <a href="{LIST}done-1/change/"' in admin_client.get(f"{LIST}{new_id}/change/").content.decode()
+    )
 
     waiting = enqueue(tasks.add, args=(3, 4))
     assert 'id="cancel-job"' in admin_client.get(f"{LIST}{waiting}/change/").content.decode()

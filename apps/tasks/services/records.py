@@ -174,7 +174,9 @@ def retry_job(message_id: str) -> str:
         args, kwargs = payload.exact_arguments(record)
     except LookupError as exc:
         raise CannotRetry(f"job {message_id}'s arguments were masked or truncated in its record and {exc}") from None
-    return enqueue(record.actor_name, args=args, kwargs=kwargs)
+    new_id = enqueue(record.actor_name, args=args, kwargs=kwargs)
+    JobRecord.objects.filter(message_id=message_id).update(retried_as=new_id)
+    return new_id
 
 
 def retry_jobs(message_ids: Iterable[str]) -> tuple[list[str], dict[str, str]]:
