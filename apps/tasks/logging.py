@@ -5,16 +5,20 @@ clears it after, so any logger (the task's own, dramatiq's, a library's) logging
 the job id, actor, queue and attempt through ``JobContextFilter``. ``logging_config()`` builds the
 ``LOGGING`` setting: ``plain`` lines (job context as ``key=value`` at the end) or ``json`` lines
 (one object per line, for log shippers). Messages and tracebacks pass through ``mask_text``, so a
-URL with a password never reaches a log.
+URL with a password never reaches a log. ``quiet_console()`` keeps INFO lines off the terminal while
+an operator's command prints its answer.
 
 Stdlib only at import time: ``project/settings.py`` imports this module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
+import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -125,3 +129,38 @@ def logging_config(log_format: str = "plain", level: str = "INFO") -> dict[str, 
         },
         "root": {"handlers": ["console"], "level": level},
     }
+
+
+def _all_handlers() -> list[logging.Handler]:
+    loggers = [logging.getLogger(), *(item for item in logging.Logger.manager.loggerDict.values())]
+    found: dict[int, logging.Handler] = {}
+    for logger in loggers:
+        if isinstance(logger, logging.Logger):  # not a PlaceHolder
+            for handler in logger.handlers:
+                found.setdefault(id(handler), handler)
+    return list(found.values())
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):
+        return False
+    stream = getattr(handler, "stream", None)
+    return any(stream is standard for standard in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__))
+
+
+@contextlib.contextmanager
+def quiet_console(level: int = logging.WARNING) -> Iterator[None]:
+    """While the block runs, the handlers writing to stdout or stderr show ``level`` and above.
+
+    For commands whose output is the answer (a table, JSON for a script): INFO lines between its
+    lines would garble it. Only console handlers are raised, never a logger's level, so a file or
+    a log shipper configured by the project still gets every record; levels are put back after.
+    """
+    raised = [(handler, handler.level) for handler in _all_handlers() if _is_console(handler)]
+    for handler, old in raised:
+        handler.setLevel(max(old, level))
+    try:
+        yield
+    finally:
+        for handler, old in raised:
+            handler.setLevel(old)

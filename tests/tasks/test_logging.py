@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -12,7 +13,15 @@ import pytest
 from dramatiq.broker import MessageProxy
 
 from apps.tasks.enqueue import enqueue
-from apps.tasks.logging import JobContext, JobContextFilter, JsonFormatter, PlainFormatter, current_job, logging_config
+from apps.tasks.logging import (
+    JobContext,
+    JobContextFilter,
+    JsonFormatter,
+    PlainFormatter,
+    current_job,
+    logging_config,
+    quiet_console,
+)
 from apps.tasks.middleware.lifecycle import LifecycleMiddleware
 from apps.tasks.models import JobRecord, JobStatus
 from tests.helpers import wait_for
@@ -128,3 +137,28 @@ def test_worker_task_lines_carry_job_actor_queue_and_attempt(start_worker, broke
     # Lines of worker processes outside any job (boot, shutdown) are JSON too, with empty job fields.
     ready = [line for line in json_lines(worker.log()) if "ready for action" in line["message"]]
     assert ready and ready[0]["job_id"] is None
+
+
+def test_quiet_console_raises_console_handlers_only_and_puts_them_back(tmp_path):
+    logger = logging.getLogger(f"tests.quiet.{uuid.uuid4().hex}")
+    console, elsewhere = logging.StreamHandler(sys.stderr), logging.StreamHandler(io.StringIO())
+    to_file = logging.FileHandler(tmp_path / "all.log")
+    strict = logging.StreamHandler(sys.stderr)
+    strict.setLevel(logging.ERROR)
+    handlers = (console, elsewhere, to_file, strict)
+    for handler in handlers:
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with quiet_console():
+            assert [handler.level for handler in handlers] == [logging.WARNING, 0, 0, logging.ERROR]
+            assert logger.level == logging.INFO  # the logger still passes INFO to a file or a shipper
+            logger.info("kept in the file")
+        assert [handler.level for handler in handlers] == [0, 0, 0, logging.ERROR]
+        to_file.flush()
+        assert "kept in the file" in (tmp_path / "all.log").read_text()
+        assert elsewhere.stream.getvalue() == "kept in the file\n"
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+        to_file.close()

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from io import StringIO
 
+import dramatiq
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
+from apps.tasks import keys
 from apps.tasks.enqueue import enqueue
 from apps.tasks.models import JobRecord, JobStatus
-from apps.tasks.services import dead_letters
+from apps.tasks.services import control, dead_letters
+from tests.helpers import process_env, run_manage, wait_for
 from tests.tasks.middleware.test_lifecycle import wait_for_status
 from tests.testapp import tasks
 
@@ -30,8 +34,18 @@ def test_queues_table_and_json(broker_redis, clean_queues):
     assert table.splitlines()[0].split()[:3] == ["queue", "ready", "in"]
     low_row = next(line for line in table.splitlines() if line.startswith("low"))
     assert low_row.split()[1] == "2"
-    data = json.loads(run("--json", "queues"))
-    assert {row["name"]: row["ready"] for row in data}["low"] == 2
+    for args in (("--json", "queues"), ("queues", "--json")):  # before or after the action
+        data = json.loads(run(*args))
+        assert {row["name"]: row["ready"] for row in data}["low"] == 2, args
+
+
+def test_json_after_any_action_and_the_top_level_flag_is_not_reset(broker_redis, clean_queues):
+    assert json.loads(run("stats", "--minutes", "1", "--json"))["completed"] == 0
+    assert json.loads(run("--json", "stats", "--minutes", "1"))["completed"] == 0
+    assert json.loads(run("jobs", "--json")) == [] and json.loads(run("workers", "--json")) == []
+    assert run("jobs") == "(none)\n"  # without --json anywhere: a table
+    assert json.loads(run("pause", "low", "--json")) == {"paused": "low"}
+    assert json.loads(run("resume", "low", "--json")) == {"resumed": "low"}
 
 
 def test_jobs_with_filters(broker_redis, clean_queues):
@@ -50,8 +64,6 @@ def test_dead_list_requeue_and_delete(start_worker, broker_redis, clean_queues):
     ids = [enqueue(tasks.broken, args=(f"reason {index}",)) for index in range(3)]
     for message_id in ids:
         wait_for_status(message_id, JobStatus.DEAD_LETTER)
-    from tests.helpers import wait_for
-
     wait_for(lambda: len(dead_letters.list_dead_letters("default")) == 3)
     listed = json.loads(run("--json", "dead", "--queue", "default"))
     assert {row["message_id"] for row in listed} == set(ids)
@@ -61,6 +73,88 @@ def test_dead_list_requeue_and_delete(start_worker, broker_redis, clean_queues):
     assert JobRecord.objects.get(message_id=ids[1]).attempts == 2
     with pytest.raises(CommandError, match="no dead letter"):
         run("dead", "--requeue", "no-such-id")
+
+    wait_for(lambda: len(dead_letters.list_dead_letters("default")) == 2)
+    requeued = json.loads(run("--json", "dead", "--requeue", "--all"))["requeued"]
+    assert sorted(requeued) == sorted(ids[1:])
+    dead_again = JobRecord.objects.filter(message_id__in=ids[1:], status=JobStatus.DEAD_LETTER)
+    wait_for(lambda: dict(dead_again.values_list("message_id", "attempts")) == {ids[1]: 3, ids[2]: 2}, timeout=30)
+    wait_for(lambda: len(dead_letters.list_dead_letters("default")) == 2)
+    assert "Deleted 2 dead letter(s)." in run("dead", "--delete", "--all")
+    assert dead_letters.list_dead_letters("default") == []
+
+
+def put_dead_letter(broker_redis, redis_id: str, data: bytes = b"\xff\x00not json") -> None:
+    """A dead letter on queue 'low' without a worker (corrupt unless ``data`` is an encoded message)."""
+    namespace = dramatiq.get_broker().namespace
+    broker_redis.zadd(keys.dead_letters(namespace, "low"), {redis_id: 1_700_000_000_000})
+    broker_redis.hset(keys.dead_letter_messages(namespace, "low"), redis_id, data)
+
+
+def test_dead_requeue_and_delete_take_an_id_or_all(broker_redis, clean_queues):
+    for args, message in (
+        (("--requeue",), "--requeue needs a dead letter ID or --all"),
+        (("--delete",), "--delete needs a dead letter ID or --all"),
+        (("--requeue", "some-id", "--all"), "one of them, not both"),
+        (("--all",), "--all goes with --requeue or --delete"),
+    ):
+        with pytest.raises(CommandError, match=message):
+            run("dead", *args)
+    put_dead_letter(broker_redis, "corrupt-1")
+    put_dead_letter(broker_redis, "corrupt-2")
+    assert "Requeued 0 dead letter(s)." in run("dead", "--requeue", "--all", "--queue", "low")  # corrupt: skipped
+    assert json.loads(run("dead", "--delete", "--all", "--json")) == {"deleted": 2}
+    assert dead_letters.count_dead_letters("low")["low"] == 0
+
+
+def test_tables_mark_cut_text_and_json_keeps_it_whole(broker_redis, clean_queues):
+    message = "the upstream service answered 503 " + "x" * 80 + "\nsecond line of the error"
+    now = timezone.now()
+    JobRecord.objects.create(
+        message_id="long-error", actor_name="add", queue_name="default", status=JobStatus.DEAD_LETTER,
+        enqueued_at=now, updated_at=now, error_type="builtins.RuntimeError", error_message=message,
+    )  # fmt: skip
+    table = run("jobs").splitlines()
+    row = next(line for line in table if line.startswith("long-error"))
+    shown = row.split("RuntimeError: ", 1)[1].rstrip()
+    assert shown.endswith("…") and len("RuntimeError: " + shown) == 60
+    assert ("RuntimeError: " + message).startswith("RuntimeError: " + shown[:-1])
+    assert table[-1] == "(error cut at 60 chars; use --json for the full text)"
+    assert json.loads(run("jobs", "--json"))[0]["error_message"] == message
+
+    put_dead_letter(broker_redis, "long-args", dramatiq.Message("low", "low_noop", ("y" * 100,), {}, {}).encode())
+    table = run("dead").splitlines()
+    assert table[1].rstrip().endswith('["' + "y" * 37 + "…")
+    assert table[-1] == "(args cut at 40 chars; use --json for the full text)"
+    (letter,) = json.loads(run("dead", "--json"))
+    assert letter["args"] == ["y" * 100]
+
+
+def test_short_values_are_not_marked_as_cut(broker_redis, clean_queues):
+    enqueue(tasks.low_noop)
+    table = run("jobs")
+    assert "…" not in table and "cut at" not in table
+
+
+def test_info_log_lines_stay_out_of_a_real_commands_output(broker_redis, clean_queues):
+    """As a user runs it: a subprocess with the project's logging, stdout parsed as JSON."""
+    first, second = enqueue(tasks.low_noop), enqueue(tasks.low_noop)
+    env = process_env()
+    done = run_manage("tasks", "--json", "cancel", first, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"cancelled": [first], "refused": {}}
+    assert " INFO " not in done.stderr and "cancelled by" not in done.stderr, done.stderr
+
+    paused = run_manage("tasks", "pause", "default", "--json", env=env)
+    try:
+        assert json.loads(paused.stdout) == {"paused": "default"}
+        assert "WARNING" in paused.stderr and "Queue default paused by" in paused.stderr  # warnings stay
+    finally:
+        control.resume_queue("default", by="test")
+
+    verbose = run_manage("tasks", "-v", "2", "--json", "cancel", second, env=env)  # -v 2: INFO lines again
+    assert json.loads(verbose.stdout) == {"cancelled": [second], "refused": {}}
+    assert "INFO apps.tasks.services.control" in verbose.stderr and f"Job {second}" in verbose.stderr
 
 
 def test_purge_refused_without_debug_and_needs_confirmation(broker_redis, clean_queues, settings):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
 from apps.tasks.config import get_task_config
+from apps.tasks.management.base import OperatorCommand
 from apps.tasks.services.records import purge_old_records
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Delete finished job records (completed, failed, dead_letter, skipped) older than N days."
 
     def add_arguments(self, parser) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
 from apps.tasks.health import EXIT_CODES, get_task_health
+from apps.tasks.management.base import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Report Redis, live workers and queues; exit 0 ok, 1 degraded, 2 down."
 
     def add_arguments(self, parser) -> None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from apps.tasks.config import get_task_config
+from apps.tasks.management.base import OperatorCommand
 from apps.tasks.redis_urls import mask_url
 from apps.tasks.services.ping import send_ping, wait_for_pong
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Send a ping message and wait until a worker has processed it (exit 1 on time-out)."
 
     def add_arguments(self, parser) -> None:

@@ -1,10 +1,12 @@
 """``manage.py tasks``: queues, workers, jobs, dead letters, purge and stats from the command line.
 
-Thin: parse the arguments, call the services, print a table (or JSON with ``--json``).
+Thin: parse the arguments, call the services, print a table (or JSON with ``--json``, given before
+or after the action). Table cells are shortened with "…" and a footer says so; JSON is whole.
 """
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 import sys
@@ -12,43 +14,57 @@ from datetime import datetime, timezone
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from apps.tasks.management.base import OperatorCommand
 from apps.tasks.models import JobStatus
 from apps.tasks.services import control, dead_letters, queues, records, workers
+from apps.tasks.text import shorten, was_shortened
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Inspect and operate the task queues: queues, workers, jobs, dead, cancel, pause, resume, purge, stats."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--json", action="store_true", dest="as_json", help="Machine-readable output.")
-        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-        sub.add_parser("queues", help="Ready, in-flight, delayed and dead-letter counts per queue.")
-        sub.add_parser("workers", help="Live worker processes.")
-        jobs = sub.add_parser("jobs", help="Recent job records.")
+        # --json before the action (``tasks --json queues``) or after it (``tasks queues --json``):
+        # each action inherits it from one parent parser whose default is SUPPRESS, so an action
+        # parsed without it leaves the top-level value alone instead of resetting it to False.
+        shared = argparse.ArgumentParser(add_help=False)
+        for target, default in ((parser, False), (shared, argparse.SUPPRESS)):
+            target.add_argument(
+                "--json", action="store_true", dest="as_json", default=default, help="Machine-readable output."
+            )
+        subparsers = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+        def add(name: str, text: str) -> argparse.ArgumentParser:
+            return subparsers.add_parser(name, help=text, parents=[shared])
+
+        add("queues", "Ready, in-flight, delayed and dead-letter counts per queue.")
+        add("workers", "Live worker processes.")
+        jobs = add("jobs", "Recent job records.")
         jobs.add_argument("--status", choices=JobStatus.values)
         jobs.add_argument("--queue")
         jobs.add_argument("--actor")
         jobs.add_argument("--limit", type=int, default=20)
-        dead = sub.add_parser("dead", help="Dead letters; --requeue ID|--all or --delete ID|--all.")
+        dead = add("dead", "Dead letters; --requeue ID|--all or --delete ID|--all.")
         dead.add_argument("--queue")
         dead.add_argument("--limit", type=int, default=50)
         action = dead.add_mutually_exclusive_group()
-        action.add_argument("--requeue", metavar="ID", help="Requeue one dead letter (or 'all' with --all).")
-        action.add_argument("--delete", metavar="ID", help="Delete one dead letter.")
+        # The ID is optional so that ``--requeue --all`` parses; do_dead wants exactly one of the two.
+        action.add_argument("--requeue", nargs="?", const="", metavar="ID", help="Requeue one dead letter, or --all.")
+        action.add_argument("--delete", nargs="?", const="", metavar="ID", help="Delete one dead letter, or --all.")
         dead.add_argument("--all", action="store_true", help="With --requeue or --delete: every dead letter.")
-        purge = sub.add_parser("purge", help="Delete every message of a queue (DEBUG only unless --force).")
+        purge = add("purge", "Delete every message of a queue (DEBUG only unless --force).")
         purge.add_argument("queue")
         purge.add_argument("--force", action="store_true", help="Allow with DEBUG off.")
         purge.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
-        cancel = sub.add_parser("cancel", help="Cancel pending or delayed jobs: they never run.")
+        cancel = add("cancel", "Cancel pending or delayed jobs: they never run.")
         cancel.add_argument("job_ids", nargs="+", metavar="ID")
         cancel.add_argument("--reason", default="", help="Kept in the record beside who cancelled.")
         for verb, text in (("pause", "Stop every worker fetching from a queue (enqueue goes on)."),
                            ("resume", "Let workers fetch from a paused queue again.")):  # fmt: skip
-            sub.add_parser(verb, help=text).add_argument("queue")
-        stats = sub.add_parser("stats", help="Completed and failed jobs per minute over a window.")
+            add(verb, text).add_argument("queue")
+        stats = add("stats", "Completed and failed jobs per minute over a window.")
         stats.add_argument("--minutes", type=int, default=60)
 
     def handle(self, *args: Any, action: str, as_json: bool, **options: Any) -> None:
@@ -60,18 +76,35 @@ class Command(BaseCommand):
 
     # --- output -----------------------------------------------------------------------------
 
-    def emit(self, data: Any, headers: list[str], rows: list[list[Any]]) -> None:
+    def emit(self, data: Any, headers: list[str], rows: list[list[Any]], limits: dict[str, int] | None = None) -> None:
+        """JSON of ``data``, or a table of ``rows``; ``limits`` caps the width of the named columns
+        (one line, "…" where cut), and a footer says which were cut and where the full text is."""
         if self.as_json:
             self.stdout.write(json.dumps(data, indent=2, default=str))
             return
         if not rows:
             self.stdout.write("(none)")
             return
-        cells = [[str(value) for value in row] for row in rows]
+        limits = limits or {}
+        cut: dict[str, int] = {}
+        cells = []
+        for row in rows:
+            cells.append([])
+            for header, value in zip(headers, row, strict=True):
+                text = str(value)
+                if header in limits:
+                    shown = shorten(text, limits[header])
+                    if was_shortened(text, shown):
+                        cut[header] = limits[header]
+                    text = shown
+                cells[-1].append(text)
         widths = [max(len(header), *(len(row[index]) for row in cells)) for index, header in enumerate(headers)]
         self.stdout.write("  ".join(header.ljust(width) for header, width in zip(headers, widths, strict=True)))
         for row in cells:
             self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        if cut:
+            columns = ", ".join(f"{header} cut at {limit} chars" for header, limit in cut.items())
+            self.stdout.write(f"({columns}; use --json for the full text)")
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -111,14 +144,23 @@ class Command(BaseCommand):
             ["id", "actor", "queue", "status", "attempts", "enqueued", "error"],
             [
                 [d["id"], d["actor"], d["queue"], d["status"], d["attempts"], d["enqueued_at"][:19],
-                 (d["error_type"].rsplit(".", 1)[-1] + ": " + d["error_message"])[:60] if d["error_type"] else ""]
+                 d["error_type"].rsplit(".", 1)[-1] + ": " + d["error_message"] if d["error_type"] else ""]
                 for d in data
             ],
+            limits={"error": 60},
         )  # fmt: skip
 
     def do_dead(
         self, *, queue: str | None, limit: int, requeue: str | None, delete: str | None, all: bool, **options: Any
     ) -> None:
+        if requeue is None and delete is None:
+            if all:
+                raise CommandError("--all goes with --requeue or --delete.")
+            self._list_dead(queue, limit)
+            return
+        operation, message_id = ("requeue", requeue) if requeue is not None else ("delete", delete)
+        if bool(message_id) == all:
+            raise CommandError(f"--{operation} needs a dead letter ID or --all (one of them, not both).")
         if requeue is not None:
             done = (
                 dead_letters.requeue_all(queue)
@@ -136,16 +178,18 @@ class Command(BaseCommand):
                 self._one(dead_letters.delete_dead_letter, delete, queue)
                 count = 1
             self.stdout.write(json.dumps({"deleted": count}) if self.as_json else f"Deleted {count} dead letter(s).")
-            return
+
+    def _list_dead(self, queue: str | None, limit: int) -> None:
         letters = dead_letters.list_dead_letters(queue, limit=limit)
         self.emit(
             [letter.as_dict() for letter in letters],
             ["id", "queue", "actor", "dead since", "args"],
             [
-                [letter.message_id, letter.queue_name, letter.actor_name or f"(corrupt: {letter.decode_error[:40]})",
-                 letter.dead_at.isoformat()[:19], json.dumps(letter.as_dict()["args"])[:40]]
+                [letter.message_id, letter.queue_name, letter.actor_name or f"(corrupt: {letter.decode_error})",
+                 letter.dead_at.isoformat()[:19], json.dumps(letter.as_dict()["args"])]
                 for letter in letters
             ],
+            limits={"actor": 50, "args": 40},
         )  # fmt: skip
 
     def _one(self, operation, message_id: str, queue: str | None) -> Any:
