@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, OutputWrapper
+from django.core.management.color import color_style
 from django.utils import timezone
 
+from apps.knowbase.management.commands._progress import ProgressBar
 from apps.knowbase.models import Document, DocumentStatus
 from apps.knowbase.services.sweeper import stale_documents
 
@@ -35,9 +38,10 @@ def test_ingest_folders_and_files_idempotently(tmp_path, settings):
     single.write_text("Gamma.")
 
     out, err = ingest(str(tmp_path / "docs"), str(single))
-    assert "Ingested 4 files: 3 created, 0 updated, 0 unchanged, 1 refused." in out
-    assert "big.txt: 1001 bytes is over the 1000 bytes limit" in out
+    assert "Ingested 4 files: 3 created, 0 updated, 0 unchanged, 1 refused, 0 failed." in out
+    assert f"refused {(tmp_path / 'docs' / 'big.txt').resolve()}: 1001 bytes is over the 1000 bytes limit" in out
     assert "ingesting [" in err and "4/4 100%" in err
+    assert "ingesting" not in out  # the summary alone on stdout
     documents = {document.title: document for document in Document.objects.all()}
     assert set(documents) == {"a", "b", "single"}
     assert documents["b"].source == str((tmp_path / "docs" / "nested" / "b.html").resolve())
@@ -45,6 +49,9 @@ def test_ingest_folders_and_files_idempotently(tmp_path, settings):
 
     out, _ = ingest(str(tmp_path / "docs"), str(single), "--no-progress")
     assert "0 created, 0 updated, 3 unchanged, 1 refused" in out
+    assert "unchanged " not in out.replace("3 unchanged", "")  # listed with -v 2 only
+    out, _ = ingest(str(single), "--no-progress", "-v", "2")
+    assert f"unchanged {single.resolve()}: left alone" in out
     single.write_text("Gamma, changed.")
     out, _ = ingest(str(single))
     assert "0 created, 1 updated, 0 unchanged" in out
@@ -54,6 +61,50 @@ def test_ingest_folders_and_files_idempotently(tmp_path, settings):
         DocumentStatus.QUEUED,  # reset for processing; sent when the (test's) transaction commits
         b"Gamma, changed.",
     )
+
+
+def test_ingest_names_unreadable_files_and_goes_on(tmp_path, monkeypatch):
+    (tmp_path / "locked.txt").write_text("secret")
+    (tmp_path / "open.txt").write_text("Readable.")
+    read_bytes = Path.read_bytes
+
+    def refuse_locked(path: Path) -> bytes:  # the tests run as root, which chmod cannot lock out
+        if path.name == "locked.txt":
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse_locked)
+    out, _ = ingest(str(tmp_path), "--no-progress")
+    assert "Ingested 2 files: 1 created, 0 updated, 0 unchanged, 0 refused, 1 failed." in out
+    assert f"failed {(tmp_path / 'locked.txt').resolve()}: cannot read it: Permission denied" in out
+    assert list(Document.objects.values_list("title", flat=True)) == ["open"]
+
+
+def test_ingest_wait_names_the_documents_not_processed(tmp_path):
+    (tmp_path / "a.txt").write_text("Alpha.")
+    with pytest.raises(CommandError, match="1 documents were not processed within 0s"):
+        out = StringIO()
+        call_command("knowbase_ingest", str(tmp_path), "--wait", "--timeout", "0", stdout=out, stderr=StringIO())
+    assert f"not processed {(tmp_path / 'a.txt').resolve()}: still queued" in out.getvalue()
+
+
+class Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_is_not_styled_as_an_error():
+    terminal = Terminal()
+    stderr = OutputWrapper(terminal)
+    stderr.style_func = color_style(force_color=True).ERROR  # what BaseCommand gives its stderr
+    bar = ProgressBar(stderr, 2, "ingesting")
+    bar.update(1, "a-file-with-a-rather-long-name-that-will-not-fit.txt")
+    bar.update(2, "b.txt")
+    bar.close()
+    written = terminal.getvalue()
+    assert "ingesting [" in written and "2/2 100%" in written
+    assert "\x1b[" not in written, written  # no colour codes
+    assert "a-file-with-a-rather-long-name-that-wil…" in written
 
 
 def test_ingest_errors(tmp_path):

@@ -152,9 +152,11 @@ def test_a_transient_backend_error_is_retried(worker):
 def test_ingest_wait_and_demo_commands(worker, tmp_path):
     (tmp_path / "a.md").write_text("# Alpha\n\nAlpha paragraph.")
     (tmp_path / "b.txt").write_text("Beta paragraph.")
+    (tmp_path / "c.txt").write_bytes(b"caf\x81 and \x8d are no text " * 10)
     out = StringIO()
     call_command("knowbase_ingest", str(tmp_path), "--wait", "--timeout", "60", stdout=out, stderr=StringIO())
-    assert "2 created" in out.getvalue() and "Processed: 2 completed." in out.getvalue()
+    assert "3 created" in out.getvalue() and "Processed: 2 completed, 1 failed." in out.getvalue()
+    assert f"failed {(tmp_path / 'c.txt').resolve()}: undecodable text: invalid UTF-8 byte 0x81" in out.getvalue()
 
     out = StringIO()
     call_command("knowbase_demo", "--timeout", "60", stdout=out)

@@ -19,13 +19,13 @@ from apps.knowbase.models import Document, human_bytes
 
 from .extraction import SUPPORTED_EXTENSIONS
 
-CREATED, UPDATED, UNCHANGED, REFUSED = "created", "updated", "unchanged", "refused"
+CREATED, UPDATED, UNCHANGED, REFUSED, FAILED = "created", "updated", "unchanged", "refused", "failed"
 
 
 @dataclass(frozen=True)
 class IngestResult:
     path: Path
-    action: str  # created, updated, unchanged or refused
+    action: str  # created, updated, unchanged, refused (too large, invalid) or failed (unreadable)
     document_id: int | None = None
     reason: str = ""
 
@@ -49,13 +49,17 @@ def find_files(paths: Iterable[str | Path], extensions: Iterable[str] = SUPPORTE
 
 
 def ingest_file(path: Path, title: str | None = None) -> IngestResult:
-    """Create or update the document for ``path``; refuse it (with the reason) when it is too large."""
+    """Create or update the document for ``path``; refuse it (with the reason) when it is too large,
+    fail it (with the reason) when it cannot be read, so one bad file does not stop a folder."""
     path = path.resolve()
     limit = get_config().max_document_bytes
-    size = path.stat().st_size
-    if size > limit:
-        return IngestResult(path, REFUSED, reason=f"{human_bytes(size)} is over the {human_bytes(limit)} limit")
-    data = path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            return IngestResult(path, REFUSED, reason=f"{human_bytes(size)} is over the {human_bytes(limit)} limit")
+        data = path.read_bytes()
+    except OSError as exc:
+        return IngestResult(path, FAILED, reason=f"cannot read it: {exc.strerror or exc}")
     digest = hashlib.sha256(data).hexdigest()
     document = Document.objects.filter(source=str(path)).order_by("pk").first()
     if document is not None and document.content_hash == digest and document.file:

@@ -17,6 +17,13 @@ def status_counts(document_ids: Iterable[int]) -> dict[str, int]:
     return counts
 
 
+def not_completed(document_ids: Iterable[int]) -> list[Document]:
+    """The documents among ``document_ids`` that did not complete (failed, or still waiting), by id."""
+    return list(
+        Document.objects.filter(pk__in=list(document_ids)).exclude(status=DocumentStatus.COMPLETED).order_by("pk")
+    )
+
+
 def wait_until_settled(
     document_ids: Iterable[int],
     timeout: float,

@@ -6,19 +6,20 @@ from pathlib import Path
 from typing import Any
 
 from django.core.files.base import ContentFile
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from apps.knowbase.models import Document, DocumentStatus
 from apps.knowbase.services.dispatch import request_reprocessing
 from apps.knowbase.services.search import search
 from apps.knowbase.services.status import wait_until_settled
+from apps.tasks.management.base import OperatorCommand
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "knowbase-intro.md"
 SOURCE = "sample:knowbase-intro.md"
 QUERY = "what if Redis is unreachable when a document is saved"
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Process the shipped sample document through a running worker (queue 'knowledge') and show the result."
 
     def add_arguments(self, parser) -> None:

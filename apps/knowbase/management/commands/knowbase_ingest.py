@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from apps.knowbase.models import DocumentStatus
 from apps.knowbase.services.extraction import SUPPORTED_EXTENSIONS
-from apps.knowbase.services.ingest import CREATED, REFUSED, UNCHANGED, UPDATED, find_files, ingest_file
-from apps.knowbase.services.status import wait_until_settled
+from apps.knowbase.services.ingest import (
+    CREATED,
+    FAILED,
+    REFUSED,
+    UNCHANGED,
+    UPDATED,
+    IngestResult,
+    find_files,
+    ingest_file,
+)
+from apps.knowbase.services.status import not_completed, wait_until_settled
+from apps.tasks.management.base import OperatorCommand
+from apps.tasks.text import shorten
 
 from ._progress import ProgressBar
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Ingest files (.txt, .md, .html) or folders of them as knowledge-base documents. New or changed "
-        "files are queued for processing; unchanged ones are left alone."
+        "files are queued for processing; unchanged ones are left alone (-v 2 lists them). The summary "
+        "names every file refused or failed, with the reason."
     )
 
     def add_arguments(self, parser) -> None:
@@ -42,25 +56,27 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if not files:
             raise CommandError(f"no files to ingest under {', '.join(paths)}")
+        # Progress on stderr keeps stdout for the summary; the bar writes itself unstyled.
         bar = ProgressBar(self.stderr, len(files), "ingesting", enabled=not options["no_progress"])
-        counts: dict[str, int] = {}
-        refused = []
-        touched: list[int] = []
+        results: list[IngestResult] = []
         for done, path in enumerate(files, start=1):
-            result = ingest_file(Path(path))
-            counts[result.action] = counts.get(result.action, 0) + 1
-            if result.action == REFUSED:
-                refused.append(result)
-            elif result.action in (CREATED, UPDATED):
-                touched.append(result.document_id)
+            results.append(ingest_file(Path(path)))
             bar.update(done, path.name)
         bar.close()
-        summary = ", ".join(f"{counts.get(action, 0)} {action}" for action in (CREATED, UPDATED, UNCHANGED, REFUSED))
-        self.stdout.write(f"Ingested {len(files)} files: {summary}.")
-        for result in refused:
-            self.stdout.write(self.style.WARNING(f"  refused {result.path}: {result.reason}"))
+        self._summarize(results, list_unchanged=options["verbosity"] >= 2)
+        touched = [result.document_id for result in results if result.action in (CREATED, UPDATED)]
         if options["wait"] and touched:
             self._wait(touched, options["timeout"], not options["no_progress"])
+
+    def _summarize(self, results: list[IngestResult], list_unchanged: bool) -> None:
+        counts = Counter(result.action for result in results)
+        shown = ", ".join(f"{counts[action]} {action}" for action in (CREATED, UPDATED, UNCHANGED, REFUSED, FAILED))
+        self.stdout.write(f"Ingested {len(results)} files: {shown}.")
+        for result in results:
+            if result.action in (REFUSED, FAILED):
+                self.stdout.write(self.style.WARNING(f"  {result.action} {result.path}: {result.reason}"))
+            elif result.action == UNCHANGED and list_unchanged:
+                self.stdout.write(f"  unchanged {result.path}: left alone, its bytes are the ones already ingested")
 
     def _wait(self, document_ids: list[int], timeout: float, progress: bool) -> None:
         bar = ProgressBar(self.stderr, len(document_ids), "processing", enabled=progress)
@@ -68,6 +84,13 @@ class Command(BaseCommand):
         bar.close()
         shown = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
         self.stdout.write(f"Processed: {shown}.")
+        for document in not_completed(document_ids):
+            where = document.source or document.title
+            if document.status == DocumentStatus.FAILED:
+                line = f"  failed {where}: {shorten(document.error, 200) or 'no reason recorded'}"
+            else:
+                line = f"  not processed {where}: still {document.status}"
+            self.stdout.write(self.style.WARNING(line))
         unsettled = sum(count for status, count in counts.items() if status not in ("completed", "failed"))
         if unsettled:
             raise CommandError(

@@ -6,12 +6,13 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from apps.knowbase.services.search import MAX_TOP, search
+from apps.tasks.management.base import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Rank indexed chunks by cosine similarity to QUERY and print the best ones."
 
     def add_arguments(self, parser) -> None:
