@@ -75,16 +75,27 @@ def cancel_job(job_id: str, *, by: str, reason: str = "") -> str:
 
 def cancel_jobs(job_ids: list[str], *, by: str, reason: str = "") -> tuple[list[str], dict[str, str]]:
     """Cancel several jobs; the ids cancelled and, per refused id, why."""
+    return _each(job_ids, cancel_job, by=by, reason=reason)
+
+
+def abort_jobs(
+    job_ids: list[str], *, by: str, reason: str = "", grace_seconds: float = 0
+) -> tuple[list[str], dict[str, str]]:
+    """Ask for several running jobs to be aborted; the ids asked for and, per refused id, why."""
+    return _each(job_ids, abort_job, by=by, reason=reason, grace_seconds=grace_seconds)
+
+
+def _each(job_ids: list[str], operation, **options: Any) -> tuple[list[str], dict[str, str]]:
     from apps.tasks.models import JobRecord
 
-    cancelled, refused = [], {}
+    done, refused = [], {}
     for job_id in job_ids:
         try:
-            cancel_job(job_id, by=by, reason=reason)
-            cancelled.append(job_id)
+            operation(job_id, **options)
+            done.append(job_id)
         except (CannotCancel, JobRecord.DoesNotExist) as exc:
             refused[job_id] = str(exc) if isinstance(exc, CannotCancel) else f"no job {job_id!r}"
-    return cancelled, refused
+    return done, refused
 
 
 def abort_job(job_id: str, *, by: str, reason: str = "", grace_seconds: float = 0) -> None:

@@ -3,10 +3,12 @@ it, it is neither retried nor dead-lettered, and the worker goes on with other j
 
 from __future__ import annotations
 
+import io
 import uuid
 
 import dramatiq
 import pytest
+from django.core.management import CommandError, call_command
 
 from apps.tasks import keys
 from apps.tasks.enqueue import enqueue
@@ -63,6 +65,21 @@ def test_a_job_given_grace_stops_itself_at_its_check_point(start_worker, broker_
     control.abort_job(job_id, by="ops (test)", grace_seconds=30)
     wait_for(lambda: status_of(job_id) == JobStatus.COMPLETED, timeout=15, message="the job to stop itself")
     assert broker_redis.get(key) == b"cleaned up"
+
+
+def test_the_command_aborts_running_jobs_and_names_the_ones_it_cannot(start_worker, broker_redis, clean_queues):
+    key = marker()
+    start_worker(*WORKER)
+    running = enqueue(tasks.work_until_aborted, args=(key, 60.0))
+    started(broker_redis, key, running)
+    waiting = enqueue(tasks.add, args=(1, 2), delay=60_000)
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match="1 of 2 job"):
+        call_command("tasks", "abort", running, waiting, "--reason", "night run", stdout=out, stderr=err)
+    assert f"Abort of {running} requested." in out.getvalue()
+    assert "Not aborted:" in err.getvalue() and "cancel it instead" in err.getvalue()
+    wait_for(lambda: status_of(running) == JobStatus.CANCELLED, timeout=15, message="the job to be aborted")
+    assert JobRecord.objects.get(message_id=running).error_message.endswith("(manage.py tasks abort): night run")
 
 
 def test_only_running_jobs_can_be_aborted(broker_redis, clean_queues):

@@ -23,7 +23,7 @@ from apps.tasks.text import shorten, was_shortened
 
 
 class Command(OperatorCommand):
-    help = "Inspect and operate the task queues: queues, workers, jobs, dead, cancel, pause, resume, purge, stats."
+    help = "Operate the task queues: queues, workers, jobs, dead, cancel, abort, pause, resume, purge, stats."
 
     def add_arguments(self, parser) -> None:
         # --json before the action (``tasks --json queues``) or after it (``tasks queues --json``):
@@ -61,6 +61,12 @@ class Command(OperatorCommand):
         cancel = add("cancel", "Cancel pending or delayed jobs: they never run.")
         cancel.add_argument("job_ids", nargs="+", metavar="ID")
         cancel.add_argument("--reason", default="", help="Kept in the record beside who cancelled.")
+        abort = add("abort", "Interrupt running jobs in their workers; their records end cancelled.")
+        abort.add_argument("job_ids", nargs="+", metavar="ID")
+        abort.add_argument("--reason", default="", help="Kept in the record beside who aborted.")
+        abort.add_argument(
+            "--grace", type=float, default=0, metavar="SECONDS", help="Time the job has to stop itself first."
+        )
         for verb, text in (("pause", "Stop every worker fetching from a queue (enqueue goes on)."),
                            ("resume", "Let workers fetch from a paused queue again.")):  # fmt: skip
             add(verb, text).add_argument("queue")
@@ -215,16 +221,25 @@ class Command(OperatorCommand):
 
     def do_cancel(self, *, job_ids: list[str], reason: str, **options: Any) -> None:
         by = f"{getpass.getuser()} (manage.py tasks cancel)"
-        cancelled, refused = control.cancel_jobs(job_ids, by=by, reason=reason)
+        self._report("cancelled", job_ids, *control.cancel_jobs(job_ids, by=by, reason=reason))
+
+    def do_abort(self, *, job_ids: list[str], reason: str, grace: float, **options: Any) -> None:
+        by = f"{getpass.getuser()} (manage.py tasks abort)"
+        done = control.abort_jobs(job_ids, by=by, reason=reason, grace_seconds=grace)
+        self._report("abort_requested", job_ids, *done)
+
+    def _report(self, done_key: str, job_ids: list[str], done: list[str], refused: dict[str, str]) -> None:
+        words = {"cancelled": ("Cancelled {}.", "cancelled"), "abort_requested": ("Abort of {} requested.", "aborted")}
+        line, verb = words[done_key]
         if self.as_json:
-            self.stdout.write(json.dumps({"cancelled": cancelled, "refused": refused}))
+            self.stdout.write(json.dumps({done_key: done, "refused": refused}))
         else:
-            for job_id in cancelled:
-                self.stdout.write(f"Cancelled {job_id}.")
+            for job_id in done:
+                self.stdout.write(line.format(job_id))
             for why in refused.values():
-                self.stderr.write(f"Not cancelled: {why}")
+                self.stderr.write(f"Not {verb}: {why}")
         if refused:
-            raise CommandError(f"{len(refused)} of {len(job_ids)} job(s) not cancelled.")
+            raise CommandError(f"{len(refused)} of {len(job_ids)} job(s) not {verb}.")
 
     def do_pause(self, *, queue: str, **options: Any) -> None:
         name = control.pause_queue(queue, by=f"{getpass.getuser()} (manage.py tasks pause)")
