@@ -38,6 +38,8 @@ DRAMATIQ_DEFAULT_MIDDLEWARE: tuple[str, ...] = (
 #: Job records and events. Placed just before Retries: dramatiq runs ``after_*`` hooks in reverse
 #: order, so this one sees Retries' decision (retry scheduled, or message failed for good).
 LIFECYCLE_MIDDLEWARE = "apps.tasks.middleware.lifecycle.LifecycleMiddleware"
+#: Per-actor concurrency and rate limits: before the lifecycle, so a job waiting for a slot is never "running".
+LIMITS_MIDDLEWARE = "apps.tasks.middleware.limits.LimitsMiddleware"
 
 #: What this app adds after dramatiq's defaults: Django DB connections closed per message, the
 #: registry of live workers (with crash recovery), the memory guard, the requeue at once of
@@ -233,6 +235,7 @@ class DramatiqConfig(BaseModel):
         Prometheus if on, then the user's; each once."""
         ordered = list(DRAMATIQ_DEFAULT_MIDDLEWARE)
         ordered.insert(ordered.index("dramatiq.middleware.Retries"), LIFECYCLE_MIDDLEWARE)
+        ordered.insert(ordered.index(LIFECYCLE_MIDDLEWARE), LIMITS_MIDDLEWARE)
         ordered.extend(PROJECT_MIDDLEWARE)
         if self.prometheus_enabled:
             ordered.append(PROMETHEUS_MIDDLEWARE)

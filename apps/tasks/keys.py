@@ -50,6 +50,11 @@ def abort_note(namespace: str, job_id: str) -> str:
     return f"{namespace}:tasks:abort-note:{job_id}"
 
 
+def actor_limit(namespace: str, actor_name: str, kind: str) -> str:
+    """Key (prefix, for a window) of dramatiq's rate limiter for an actor's ``concurrency`` or ``rate_limit``."""
+    return f"{namespace}:tasks:limit:{actor_name}:{kind}"
+
+
 def cancelled(namespace: str) -> str:
     """Set: Redis ids of delayed messages cancelled while a worker held them (broker lua cancel)."""
     return f"{namespace}:tasks:cancelled"

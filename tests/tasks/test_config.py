@@ -61,6 +61,8 @@ def test_generated_settings_shape():
         "dramatiq.middleware.ShutdownNotifications",
         "dramatiq.middleware.Callbacks",
         "dramatiq.middleware.Pipelines",
+        # Before the lifecycle: a job waiting for a concurrency or rate slot is never recorded running.
+        "apps.tasks.middleware.limits.LimitsMiddleware",
         # Before Retries, so its after-hooks run after Retries decided.
         "apps.tasks.middleware.lifecycle.LifecycleMiddleware",
         "dramatiq.middleware.Retries",

@@ -133,3 +133,19 @@ def stop_at_check_point(key: str, seconds: float = 60.0) -> str:
             return "stopped early"
         time.sleep(0.02)
     return "finished"
+
+
+@task(queue_name="default", max_retries=0, concurrency=2)
+def one_of_two(key: str, number: int, seconds: float = 0.2) -> None:
+    """Note when it starts and ends: at most two of these may overlap, in any number of workers.
+    Only its first delivery takes its time (a job run again after a crash is quick)."""
+    client = get_redis()
+    client.rpush(key, f"start {number} {time.time():.6f}")
+    if client.set(f"{key}:{number}:took-its-time", 1, nx=True, ex=600):
+        time.sleep(seconds)
+    client.rpush(key, f"end {number} {time.time():.6f}")
+
+
+@task(queue_name="default", max_retries=0, rate_limit="3/s")
+def three_a_second(key: str, number: int) -> None:
+    get_redis().rpush(key, f"{time.time():.6f}")

@@ -18,6 +18,7 @@ from apps.tasks import records
 from apps.tasks.config import get_task_config
 from apps.tasks.logging import JobContext, current_job
 from apps.tasks.masking import mask_text
+from apps.tasks.middleware.limits import DEFERRED_ATTRIBUTE
 from apps.tasks.notifications import notify_dead_letter
 from apps.tasks.records import Transition, attempt_number, now, payload, transition_for, worker_label
 from apps.tasks.records.serialization import stored_result
@@ -148,6 +149,8 @@ class LifecycleMiddleware(Middleware):
         current_job.set(None)
 
     def after_skip_message(self, broker, message) -> None:
+        if getattr(message, DEFERRED_ATTRIBUTE, False):
+            return  # waiting for a slot (middleware.limits): sent again, its pending record comes with it
         message = unwrapped(message)
         records.record(self._finished(message, JobStatus.SKIPPED, now(), attempt_number(message.options)))
         _release_unique(broker, message)

@@ -26,7 +26,7 @@ from apps.tasks import keys, records
 from apps.tasks.broker import get_redis
 from apps.tasks.config import get_task_config
 from apps.tasks.notifications import notify_dead_letter
-from apps.tasks.services import inflight, workers
+from apps.tasks.services import inflight, limits, workers
 from apps.tasks.status import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ def _account_dead_processes(broker: dramatiq.Broker, report: RecoveryReport) -> 
         if not client.set(keys.recovery_lock(broker.namespace, f"slots:{dead.worker_id}"), "1", nx=True, px=60_000):
             continue
         for entry in dead.running:
+            # Its concurrency slot (services.limits) would otherwise stay taken until its key expires.
+            limits.release_slot(broker, entry.get("actor", ""))
             if len(dead.running) > 1 and not entry.get("alone"):
                 continue  # not its death for sure: redelivered, it runs alone, and a death is then its own
             deaths = client.hincrby(deaths_key, entry["redis_id"], 1)
