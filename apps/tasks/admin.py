@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from apps.tasks.discovery import import_task_modules
+from apps.tasks.health import get_task_health
 from apps.tasks.models import TERMINAL_STATUSES, JobRecord, JobStatus, QueuesAndWorkers
 from apps.tasks.services import control, dead_letters, queues
 from apps.tasks.services.dashboard import dashboard_data
@@ -315,9 +316,10 @@ class JobRecordAdmin(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "title": "Queues & workers",
-            "data": dashboard_data(),
-            "debug": settings.DEBUG,
+            "data": dashboard_data(get_task_health()),
+            # Only buttons that would not answer 403: view-only users see figures, no controls.
             "can_control": self.has_retry_permission(request),
+            "can_clear": settings.DEBUG and self.has_delete_permission(request),
             "data_url": reverse("admin:tasks_dashboard_data"),
             "opts": self.model._meta,
         }
@@ -325,7 +327,7 @@ class JobRecordAdmin(admin.ModelAdmin):
 
     def dashboard_data_view(self, request: HttpRequest) -> JsonResponse:
         self._require_view(request)
-        return JsonResponse(dashboard_data())
+        return JsonResponse(dashboard_data(get_task_health()))
 
     # --- actions on every record matching the filters, not only a page ------------------------
 

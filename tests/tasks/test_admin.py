@@ -10,9 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apps.tasks.enqueue import enqueue
 from apps.tasks.models import JobRecord, JobStatus
-from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -114,32 +112,6 @@ def test_retry_action_resends_selected_jobs(staff, broker_redis, clean_queues):
     response = staff.post(LIST, {"action": "retry_selected", "_selected_action": ids}, follow=True)
     assert "Retried 2 job(s)." in response.content.decode()
     assert JobRecord.objects.filter(status=JobStatus.PENDING, actor_name="add").count() == 2
-
-
-def test_dashboard_shows_queues_chart_and_events(staff, broker_redis, clean_queues, settings):
-    enqueue(tasks.low_noop)
-    settings.DEBUG = False
-    body = staff.get(DASHBOARD).content.decode()
-    assert "Queues &amp; workers" in body and "<svg" in body and "low_noop" in body
-    assert 'data-queue="low"' in body
-    assert "/dashboard/clear/" not in body  # the clear button exists only with DEBUG on
-    data = staff.get(DATA).json()
-    assert {row["name"]: row["ready"] for row in data["queues"]}["low"] == 1
-    assert data["events"][0]["event"] == "enqueued"
-    assert len(data["series"]) == 60 and data["chart_svg"].startswith("<svg")
-    assert staff.get("/admin/dramatiq_tasks/jobrecord/dashboard/clear/low/").status_code == 403
-
-
-def test_clear_queue_asks_then_clears_with_debug_on(staff, broker_redis, clean_queues, settings):
-    settings.DEBUG = True
-    pending = enqueue(tasks.low_noop)
-    assert "/dashboard/clear/low/" in staff.get(DASHBOARD).content.decode()
-    confirm = staff.get("/admin/dramatiq_tasks/jobrecord/dashboard/clear/low/")
-    assert confirm.status_code == 200 and "cannot be undone" in confirm.content.decode()
-    assert JobRecord.objects.get(message_id=pending).status == JobStatus.PENDING  # GET changed nothing
-    response = staff.post("/admin/dramatiq_tasks/jobrecord/dashboard/clear/low/", follow=True)
-    assert "Cleared 1 message(s)" in response.content.decode()
-    assert staff.get(DATA).json()["queues"][2]["ready"] == 0
 
 
 def test_the_admin_index_links_to_queues_and_workers_for_who_may_view_records(staff, client):

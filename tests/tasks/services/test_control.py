@@ -145,8 +145,9 @@ def test_pause_and_resume_from_the_api_the_admin_and_the_command_line(client, ad
         assert client.post("/tasks/api/queues/low/resume/").json()["was_paused"] is True
 
         admin_client.post("/admin/dramatiq_tasks/jobrecord/dashboard/pause/low/")
-        page = admin_client.get("/admin/dramatiq_tasks/jobrecord/dashboard/").content.decode()
-        assert "<b>paused</b>" in page and control.paused_queues()["low"]["by"] == "admin (admin)"
+        banner = admin_client.get("/admin/dramatiq_tasks/jobrecord/dashboard/data/").json()["banner"]
+        assert any(line["text"].startswith("Paused: low ") for line in banner)
+        assert control.paused_queues()["low"]["by"] == "admin (admin)"
         admin_client.post("/admin/dramatiq_tasks/jobrecord/dashboard/resume/low/")
         assert control.paused_queues() == {}
 
