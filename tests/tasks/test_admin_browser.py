@@ -1,24 +1,33 @@
-"""A person's path through the admin in headless Chromium (Debian's chromium, no browser download):
-log in, open Queues & workers, see the queues and a live worker, retry a failed job from the list."""
+"""A person's path through the admin in headless Chromium (Debian's chromium, no browser download),
+with a real worker: the dashboard (health banner, refresh, pause/resume, links, failed count), the
+job list's filters, a bulk retry, cancelling a delayed job; screenshots at 1280 and 800 px, light
+and dark, under var/screenshots/ (git-ignored) for people to look at."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import pytest
 from django.contrib.auth.models import User
 from django.db import connections
 
+from apps.tasks import records
 from apps.tasks.enqueue import enqueue
 from apps.tasks.models import JobRecord, JobStatus
-from tests.helpers import wait_for
+from apps.tasks.records.events import event_fields
+from tests.helpers import ROOT, wait_for
 from tests.tasks.middleware.test_lifecycle import wait_for_status
 from tests.tasks.services.test_recovery import FAST_RECOVERY, WORKER_ARGS
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
+SCREENSHOTS = ROOT / "var" / "screenshots"
+LIST = "/admin/dramatiq_tasks/jobrecord/"
+DASHBOARD = f"{LIST}dashboard/"
+XSS_ACTOR = '<img src=x onerror="window.__xss = 1">'
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -46,37 +55,133 @@ def browser_page(tmp_path, monkeypatch):
         browser.close()
 
 
-def test_admin_dashboard_and_retry_in_a_real_browser(browser_page, live_server, start_worker, clean_queues, tmp_path):
+def selected_ids(page) -> set[str]:
+    """The job ids the job list shows (its action checkboxes)."""
+    return {box.get_attribute("value") for box in page.locator("input[name=_selected_action]").all()}
+
+
+def shoot(page, name: str, width: int, scheme: str) -> None:
+    page.set_viewport_size({"width": width, "height": 900})
+    page.emulate_media(color_scheme=scheme)
+    path = SCREENSHOTS / f"{name}-{width}-{scheme}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+
+
+def test_the_admin_flows_in_a_real_browser(browser_page, live_server, start_worker, clean_queues):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)  # a loaded machine: a few 2 s refreshes, not one
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     User.objects.create_superuser("admin", "admin@example.com", "a-long-test-password")
     start_worker(*WORKER_ARGS, **FAST_RECOVERY)
     failed_id = enqueue(tasks.broken, args=("retry me from the admin",))
+    done_id = enqueue(tasks.add, args=(1, 2))
     wait_for_status(failed_id, JobStatus.DEAD_LETTER)
+    wait_for_status(done_id, JobStatus.COMPLETED)
+    # An event whose fields are markup: the page must show it as text, never run it.
+    records.record_event(
+        event_fields("started", job_id="<b>not-a-job</b>", queue="<i>q</i>", actor=XSS_ACTOR), wait=True
+    )
 
     page = browser_page
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/dramatiq_tasks/jobrecord/dashboard/")
+    page.goto(f"{live_server.url}/admin/login/?next={DASHBOARD}")
     page.fill("#id_username", "admin")
     page.fill("#id_password", "a-long-test-password")
     page.click("input[type=submit]")
 
-    page.wait_for_selector("#tasks-queues")
-    assert page.locator('#tasks-queues tr[data-queue="default"]').count() == 1
-    # The live worker appears (the page polls every 2 s, no reload needed).
-    page.wait_for_function("document.querySelector('#tasks-worker-count').textContent !== '0'")
-    assert "default" in page.inner_text("#tasks-workers")
-    assert page.locator("#tasks-chart svg").count() == 1
-    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-
-    page.goto(f"{live_server.url}/admin/dramatiq_tasks/jobrecord/?status__exact=dead_letter")
-    page.check(f"input[name=_selected_action][value='{failed_id}']")
-    page.select_option("select[name=action]", "retry_selected")
-    page.click("button[name=index]")
-    page.wait_for_selector(".messagelist")
-    assert "Retried 1 job(s)." in page.inner_text(".messagelist")
-    page.screenshot(path=str(tmp_path / "retried.png"), full_page=True)
-
-    # The requeued job ran again (and, still broken, failed again after a second attempt).
-    wait_for(
-        lambda: JobRecord.objects.filter(message_id=failed_id, status=JobStatus.DEAD_LETTER, attempts=2).exists(),
-        message="the retried job's second attempt",
+    # The health banner: the worker consumes "default" only; the page polls, no reload needed.
+    expect(page.locator("#tasks-worker-count")).not_to_have_text("0")
+    expect(page.locator("#tasks-health li.warning")).to_have_text(
+        "No live worker consumes queue high, low, knowledge: its jobs wait."
     )
-    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+    assert "default" in page.inner_text("#tasks-workers")
+    assert page.locator("#tasks-chart svg .tasks-series-completed").count() == 2  # the line and its legend
+    events = page.locator("#tasks-events")
+    expect(events).to_contain_text(XSS_ACTOR)
+    assert page.evaluate("window.__xss") is None and events.locator("img, b, i").count() == 0
+    job_link = events.locator(f"tr.ev-dead_letter a[href='{LIST}{failed_id}/change/']")
+    expect(events.locator(f"tr.ev-dead_letter a[href='{LIST}?queue_name=default']")).to_have_count(1)
+
+    # The failed count links to exactly the records it counts.
+    expect(page.locator("#tasks-failed")).to_have_text("1")
+    page.click("#tasks-failed-link")
+    expect(page).to_have_url(re.compile(r"status__in=failed%2Cdead_letter&finished_at__gte="))
+    expect(page.locator("input[name=_selected_action]")).to_have_count(1)
+    assert selected_ids(page) == {failed_id}
+
+    # An event links to its job.
+    page.goto(f"{live_server.url}{DASHBOARD}")
+    job_link.click()
+    expect(page.locator("#content")).to_contain_text(failed_id)
+    assert page.url.endswith(f"{LIST}{failed_id}/change/")
+
+    # Pause "default" from the dashboard: a new job waits (the refresh shows it ready) until resumed.
+    page.goto(f"{live_server.url}{DASHBOARD}")
+    completed_before = int(page.inner_text("#tasks-completed"))
+    page.click("#pause-default")
+    expect(page.locator("ul.messagelist:not(#tasks-health)")).to_contain_text("Paused 'default'")
+    expect(page.locator("#tasks-health")).to_contain_text("Paused: default")
+    page.evaluate("window.__sameDocument = true")
+    waiting_id = enqueue(tasks.add, args=(2, 3))
+    expect(page.locator('#tasks-queues tr[data-queue="default"] td[data-field="ready"]')).to_have_text("1")
+    shoot(page, "dashboard-paused", 1280, "light")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.emulate_media(color_scheme="light")
+    assert JobRecord.objects.get(message_id=waiting_id).status == JobStatus.PENDING
+    page.click("#resume-default")
+    expect(page.locator("ul.messagelist:not(#tasks-health)")).to_contain_text("Resumed 'default'")
+    wait_for_status(waiting_id, JobStatus.COMPLETED)
+    expect(page.locator("#tasks-completed")).to_have_text(str(completed_before + 1))
+    expect(page.locator("#tasks-health")).not_to_contain_text("Paused")
+    # A job that runs after the page loaded: its count goes up by itself, in the same document.
+    page.evaluate("window.__sameDocument = true")
+    enqueue(tasks.add, args=(3, 4))
+    expect(page.locator("#tasks-completed")).to_have_text(str(completed_before + 2))
+    assert page.evaluate("window.__sameDocument") is True
+
+    # Light and dark, wide and narrow. Colours follow the admin's theme, the chart's included.
+    failed_stroke = "getComputedStyle(document.querySelector('polyline.tasks-series-failed')).stroke"
+    for width in (1280, 800):
+        for scheme, stroke in (("light", "rgb(186, 33, 33)"), ("dark", "rgb(227, 95, 95)")):
+            shoot(page, "dashboard", width, scheme)
+            assert page.evaluate(failed_stroke) == stroke, (width, scheme)
+    # At 800 px the page does not overflow: the sections stack and the tables scroll inside their box.
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    queues_box = page.locator("#tasks-queues").bounding_box()
+    workers_box = page.locator("#tasks-workers").bounding_box()
+    assert workers_box["y"] >= queues_box["y"] + queues_box["height"]
+    scrolls = "(box => box.scrollWidth > box.clientWidth)(document.querySelector('#tasks-queues').parentElement)"
+    assert page.evaluate(scrolls)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.emulate_media(color_scheme="light")
+
+    # The job list's filters: dead letters of queue "default".
+    page.goto(f"{live_server.url}{LIST}")
+    page.click("#changelist-filter details[data-filter-title=status] a:text-is('Dead letter')")
+    page.click("#changelist-filter details[data-filter-title=queue] a:text-is('default')")
+    expect(page).to_have_url(re.compile(r"\?(?=.*status__exact=dead_letter)(?=.*queue_name=default)"))
+    expect(page.locator("input[name=_selected_action]")).to_have_count(1)
+    assert selected_ids(page) == {failed_id}
+    shoot(page, "job-list-filtered", 800, "dark")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # Bulk retry of everything the filters match, after a page with the count.
+    attempts = JobRecord.objects.get(message_id=failed_id).attempts
+    page.click("#content-main .object-tools a:text-is('Retry all matching')")
+    expect(page.locator("#bulk-count")).to_have_text("1")
+    page.click("#confirm-bulk")
+    expect(page.locator(".messagelist")).to_contain_text("Retry all matching: 1 done.")
+    wait_for(
+        lambda: JobRecord.objects.filter(
+            message_id=failed_id, status=JobStatus.DEAD_LETTER, attempts__gt=attempts
+        ).exists(),
+        message="the retried job's next attempt",
+    )
+
+    # Cancel a delayed job from its detail page.
+    delayed_id = enqueue(tasks.add, args=(4, 5), delay=600_000)
+    page.goto(f"{live_server.url}{LIST}{delayed_id}/change/")
+    page.click("#cancel-job")
+    expect(page.locator(".messagelist")).to_contain_text(f"Cancelled {delayed_id}.")
+    assert JobRecord.objects.get(message_id=delayed_id).status == JobStatus.CANCELLED
