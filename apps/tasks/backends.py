@@ -56,6 +56,8 @@ STATUS_MAP = {
     "failed": TaskResultStatus.FAILED,
     "dead_letter": TaskResultStatus.FAILED,
     "skipped": TaskResultStatus.FAILED,
+    # The framework has no cancelled state: a job an operator cancelled or aborted did not succeed.
+    "cancelled": TaskResultStatus.FAILED,
 }
 
 __all__ = [

@@ -131,6 +131,15 @@ def test_enqueue_sends_task_enqueued_with_the_result_get_result_gives(broker_red
     assert (fetched.task.priority, fetched.task.run_after) == (-20, run_after)
 
 
+def test_a_cancelled_job_is_a_failed_result(broker_redis, clean_queues):
+    from apps.tasks.services import control
+
+    result = framework_tasks.add.using(run_after=timezone.now() + timedelta(hours=1)).enqueue(1, 2)
+    control.cancel_job(result.id, by="ops (test)")
+    fetched = framework_tasks.add.get_result(result.id)
+    assert fetched.status == TaskResultStatus.FAILED and fetched.finished_at is not None
+
+
 @pytest.mark.worker
 def test_workers_send_task_started_and_task_finished(worker):
     ok = final(framework_tasks.add.enqueue(2, 2))
