@@ -187,3 +187,22 @@ def test_stats_counts_completed_and_failed_per_minute():
     assert (data["completed"], data["failed"], data["completed_per_minute"]) == (6, 2, 3.0)
     assert data["failure_rate"] == 0.25
     assert "25.0%" in run("stats", "--minutes", "2")
+
+
+def test_retry_sends_finished_jobs_again_and_names_the_ones_it_cannot(broker_redis, clean_queues):
+    now = timezone.now()
+    JobRecord.objects.create(
+        message_id="done-1", actor_name="add", queue_name="default", status=JobStatus.COMPLETED, args=[1, 2],
+        enqueued_at=now, updated_at=now,
+    )  # fmt: skip
+    waiting = enqueue(tasks.add, args=(3, 4))
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="1 of 2 job"):
+        call_command("tasks", "retry", "done-1", waiting, stdout=out, stderr=err)
+    new_id = JobRecord.objects.get(message_id="done-1").retried_as
+    assert f"Retried done-1 as {new_id}." in out.getvalue()
+    assert JobRecord.objects.get(message_id=new_id).args == [1, 2]
+    assert "Not retried:" in err.getvalue() and "only finished jobs" in err.getvalue()
+
+    data = json.loads(run("retry", "done-1", "--json"))  # a finished job can be retried again
+    assert data["refused"] == {} and list(data["retried"]) == ["done-1"]

@@ -23,7 +23,7 @@ from apps.tasks.text import shorten, was_shortened
 
 
 class Command(OperatorCommand):
-    help = "Operate the task queues: queues, workers, jobs, dead, cancel, abort, pause, resume, purge, stats."
+    help = "Operate the task queues: queues, workers, jobs, dead, retry, cancel, abort, pause, resume, purge, stats."
 
     def add_arguments(self, parser) -> None:
         # --json before the action (``tasks --json queues``) or after it (``tasks queues --json``):
@@ -61,6 +61,8 @@ class Command(OperatorCommand):
         cancel = add("cancel", "Cancel pending or delayed jobs: they never run.")
         cancel.add_argument("job_ids", nargs="+", metavar="ID")
         cancel.add_argument("--reason", default="", help="Kept in the record beside who cancelled.")
+        retry = add("retry", "Run finished jobs again (a dead letter is requeued, others sent anew).")
+        retry.add_argument("job_ids", nargs="+", metavar="ID")
         abort = add("abort", "Interrupt running jobs in their workers; their records end cancelled.")
         abort.add_argument("job_ids", nargs="+", metavar="ID")
         abort.add_argument("--reason", default="", help="Kept in the record beside who aborted.")
@@ -221,21 +223,28 @@ class Command(OperatorCommand):
 
     def do_cancel(self, *, job_ids: list[str], reason: str, **options: Any) -> None:
         by = f"{getpass.getuser()} (manage.py tasks cancel)"
-        self._report("cancelled", job_ids, *control.cancel_jobs(job_ids, by=by, reason=reason))
+        cancelled, refused = control.cancel_jobs(job_ids, by=by, reason=reason)
+        self._report(job_ids, refused, "cancelled", {"cancelled": cancelled}, [f"Cancelled {i}." for i in cancelled])
 
     def do_abort(self, *, job_ids: list[str], reason: str, grace: float, **options: Any) -> None:
         by = f"{getpass.getuser()} (manage.py tasks abort)"
-        done = control.abort_jobs(job_ids, by=by, reason=reason, grace_seconds=grace)
-        self._report("abort_requested", job_ids, *done)
+        asked, refused = control.abort_jobs(job_ids, by=by, reason=reason, grace_seconds=grace)
+        lines = [f"Abort of {job_id} requested." for job_id in asked]
+        self._report(job_ids, refused, "aborted", {"abort_requested": asked}, lines)
 
-    def _report(self, done_key: str, job_ids: list[str], done: list[str], refused: dict[str, str]) -> None:
-        words = {"cancelled": ("Cancelled {}.", "cancelled"), "abort_requested": ("Abort of {} requested.", "aborted")}
-        line, verb = words[done_key]
+    def do_retry(self, *, job_ids: list[str], **options: Any) -> None:
+        retried, refused = records.retry_jobs(job_ids)
+        sent = dict(zip([job_id for job_id in job_ids if job_id not in refused], retried, strict=True))
+        lines = [f"Retried {old} as {new}." if old != new else f"Requeued {old}." for old, new in sent.items()]
+        self._report(job_ids, refused, "retried", {"retried": sent}, lines)
+
+    def _report(self, job_ids: list[str], refused: dict[str, str], verb: str, data: dict, lines: list[str]) -> None:
+        """Print what was done and, on stderr, why the rest was refused; fail when any was."""
         if self.as_json:
-            self.stdout.write(json.dumps({done_key: done, "refused": refused}))
+            self.stdout.write(json.dumps({**data, "refused": refused}))
         else:
-            for job_id in done:
-                self.stdout.write(line.format(job_id))
+            for line in lines:
+                self.stdout.write(line)
             for why in refused.values():
                 self.stderr.write(f"Not {verb}: {why}")
         if refused:
