@@ -5,6 +5,7 @@ and dark, under var/screenshots/ (git-ignored) for people to look at."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -66,6 +67,21 @@ def shoot(page, name: str, width: int, scheme: str) -> None:
     path = SCREENSHOTS / f"{name}-{width}-{scheme}.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000
+
+
+def fits_the_window(page) -> bool:
+    """No horizontal scrolling of the page itself (a wide table may scroll inside its own box)."""
+    return page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
+def overlap(first: dict, second: dict) -> bool:
+    """Whether two bounding boxes share any area."""
+    return (
+        first["x"] < second["x"] + second["width"]
+        and second["x"] < first["x"] + first["width"]
+        and first["y"] < second["y"] + second["height"]
+        and second["y"] < first["y"] + first["height"]
+    )
 
 
 def test_the_admin_flows_in_a_real_browser(browser_page, live_server, start_worker, clean_queues):
@@ -147,7 +163,7 @@ def test_the_admin_flows_in_a_real_browser(browser_page, live_server, start_work
             shoot(page, "dashboard", width, scheme)
             assert page.evaluate(failed_stroke) == stroke, (width, scheme)
     # At 800 px the page does not overflow: the sections stack and the tables scroll inside their box.
-    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    assert fits_the_window(page)
     queues_box = page.locator("#tasks-queues").bounding_box()
     workers_box = page.locator("#tasks-workers").bounding_box()
     assert workers_box["y"] >= queues_box["y"] + queues_box["height"]
@@ -164,6 +180,20 @@ def test_the_admin_flows_in_a_real_browser(browser_page, live_server, start_work
     expect(page.locator("input[name=_selected_action]")).to_have_count(1)
     assert selected_ids(page) == {failed_id}
     shoot(page, "job-list-filtered", 800, "dark")
+    # At 800 px with the nav sidebar open (a 450 px content box): nothing overlaps, the page does not
+    # scroll sideways (the results do, in their box), the search help is lines of words.
+    assert page.locator("#nav-sidebar").is_visible()
+    assert fits_the_window(page)
+    parts = ("#content h1", "#content-main .object-tools", "#toolbar", "#result_list", "#changelist-filter")
+    boxes = {css: page.locator(css).bounding_box() for css in parts}
+    for first, second in itertools.combinations(parts, 2):
+        assert not overlap(boxes[first], boxes[second]), (first, second)
+    # The results get the content box's width, not what a filter column would leave them.
+    content_width = page.locator("#content-main").bounding_box()["width"]
+    assert page.locator("#changelist-form .results").bounding_box()["width"] >= 0.9 * content_width
+    assert page.locator("#searchbar_helptext").bounding_box()["width"] >= 0.9 * content_width - 40
+    scrolls = "(box => box.scrollWidth > box.clientWidth)(document.querySelector('#changelist-form .results'))"
+    assert page.evaluate(scrolls)
     page.set_viewport_size({"width": 1280, "height": 900})
 
     # Bulk retry of everything the filters match, after a page with the count.
