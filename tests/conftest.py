@@ -117,3 +117,18 @@ def start_manage(tmp_path, broker_redis) -> Iterator:
     yield start
     for process in processes:
         process.stop()
+
+
+@pytest.fixture
+def one_of_two_running(broker_redis) -> Iterator[str]:
+    """One of the two concurrency slots of ``tests.testapp.tasks.one_of_two`` taken, as by a running
+    job; yields the slots' key; given back after (a slot left taken would halve that actor's
+    concurrency in later tests)."""
+    import dramatiq
+
+    from apps.tasks.services import limits
+
+    key = limits.limits_for(dramatiq.get_broker(), "one_of_two").concurrent.key
+    broker_redis.set(key, "1")
+    yield key
+    broker_redis.delete(key)

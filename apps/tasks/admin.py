@@ -23,7 +23,7 @@ from apps.tasks.discovery import import_task_modules
 from apps.tasks.health import get_task_health
 from apps.tasks.models import TERMINAL_STATUSES, JobRecord, JobStatus, QueuesAndWorkers
 from apps.tasks.services import control, dead_letters, queues
-from apps.tasks.services.dashboard import dashboard_data
+from apps.tasks.services.dashboard import dashboard_data, describe_actor_limits
 from apps.tasks.services.records import display_actor, record_queues, retry_jobs
 
 #: The list never counts past this: COUNT(*) over a million rows is what makes admin lists slow.
@@ -333,6 +333,9 @@ class JobRecordAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         extra = {"can_bulk": self.has_retry_permission(request), "bulk_actions": BULK_LABELS.items()}
+        actor_name = request.GET.get(ActorFilter.parameter_name)
+        if actor_name:  # why an actor's jobs wait: its limits, above its jobs
+            extra["actor_limits"] = describe_actor_limits(actor_name)
         return super().changelist_view(request, {**extra, **(extra_context or {})})
 
     def bulk_view(self, request: HttpRequest, action: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -79,6 +80,20 @@ def test_filters_and_search(staff):
     assert "r00001" in body and "r00004" not in body
     body = staff.get(LIST, {"q": "r00003"}).content.decode()
     assert "r00003" in body and "r00002" not in body
+
+
+def test_the_list_of_an_actors_jobs_says_its_limits(staff, one_of_two_running):
+    def limits_line(actor_name: str) -> str | None:
+        found = re.search(
+            r'<p id="actor-limits"[^>]*>(.*?)</p>', staff.get(LIST, {"actor_name": actor_name}).content.decode()
+        )
+        return found and found.group(1)
+
+    assert limits_line("one_of_two") == "Limits of actor one_of_two: at most 2 running at once (1 now)."
+    assert limits_line("three_a_second") == "Limits of actor three_a_second: at most 3 starts per 1 s."
+    assert limits_line("add") is None  # no limit declared
+    assert limits_line("no_such_actor") is None
+    assert '<p id="actor-limits"' not in staff.get(LIST).content.decode()  # unfiltered: no line
 
 
 def test_search_by_id_prefix_and_by_error_text(staff):

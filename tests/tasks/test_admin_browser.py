@@ -84,7 +84,9 @@ def overlap(first: dict, second: dict) -> bool:
     )
 
 
-def test_the_admin_flows_in_a_real_browser(browser_page, live_server, start_worker, clean_queues):
+def test_the_admin_flows_in_a_real_browser(
+    browser_page, live_server, start_worker, clean_queues, broker_redis, one_of_two_running
+):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=15_000)  # a loaded machine: a few 2 s refreshes, not one
@@ -112,6 +114,14 @@ def test_the_admin_flows_in_a_real_browser(browser_page, live_server, start_work
         "No live worker consumes queue high, low, knowledge: its jobs wait."
     )
     assert "default" in page.inner_text("#tasks-workers")
+    # Actor limits: running / limit from the slots taken in Redis, refreshed in place; rates with their unit.
+    limits_table = page.locator("#tasks-limits")
+    running = limits_table.locator('tr[data-actor="one_of_two"] td[data-field="concurrency"]')
+    expect(running).to_have_text("1 / 2")
+    expect(limits_table.locator('tr[data-actor="three_a_second"] td[data-field="rate"]')).to_have_text("3 per 1 s")
+    assert limits_table.locator("tbody tr").count() == 2  # the actors without limits are not listed
+    broker_redis.set(one_of_two_running, "2")
+    expect(running).to_have_text("2 / 2")
     assert page.locator("#tasks-chart svg .tasks-series-completed").count() == 2  # the line and its legend
     events = page.locator("#tasks-events")
     expect(events).to_contain_text(XSS_ACTOR)
@@ -215,3 +225,9 @@ def test_the_admin_flows_in_a_real_browser(browser_page, live_server, start_work
     page.click("#cancel-job")
     expect(page.locator(".messagelist")).to_contain_text(f"Cancelled {delayed_id}.")
     assert JobRecord.objects.get(message_id=delayed_id).status == JobStatus.CANCELLED
+
+    # The list of one actor's jobs says its limits.
+    page.goto(f"{live_server.url}{LIST}?actor_name=one_of_two")
+    expect(page.locator("#actor-limits")).to_have_text("Limits of actor one_of_two: at most 2 running at once (2 now).")
+    shoot(page, "job-list-actor", 800, "light")
+    assert fits_the_window(page)

@@ -17,8 +17,8 @@ from apps.tasks import records
 from apps.tasks.enqueue import enqueue
 from apps.tasks.models import JobRecord, JobStatus
 from apps.tasks.records.transitions import Transition
-from apps.tasks.services import control, workers
-from apps.tasks.services.dashboard import dashboard_data, health_banner, render_chart
+from apps.tasks.services import control, dashboard, workers
+from apps.tasks.services.dashboard import dashboard_data, format_rate, health_banner, render_chart
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -136,7 +136,8 @@ def test_health_banner_words_for_every_finding(db):
     assert health_banner({**healthy, "enabled": False})[0]["level"] == "warning"
     # Without Redis the page still renders: the banner says why, no figure is made up.
     down = dashboard_data({**healthy, "status": "down", "redis_connection": {"ok": False, "error": "refused"}})
-    assert down["banner"][0]["level"] == "error" and down["queues"] == down["events"] == down["series"] == []
+    assert down["banner"][0]["level"] == "error"
+    assert down["queues"] == down["events"] == down["series"] == down["limits"] == []
     mixed = {
         **healthy, "paused_queues": ["low"], "configuration_errors": ["the lifecycle middleware is not installed"],
         "temporal": {"status": "degraded", "reason": "no live worker polls task queue 'q'"},
@@ -221,3 +222,33 @@ def test_clear_queue_asks_then_clears_with_debug_on(staff, broker_redis, clean_q
     response = staff.post("/admin/dramatiq_tasks/jobrecord/dashboard/clear/low/", follow=True)
     assert "Cleared 1 message(s)" in response.content.decode()
     assert {row["name"]: row["ready"] for row in staff.get(DATA).json()["queues"]}["low"] == 0
+
+
+def test_actor_limits_show_running_over_the_limit_and_the_rate_with_its_unit(staff, one_of_two_running):
+    body = staff.get(DASHBOARD).content.decode()
+    assert '<section id="tasks-limits-section">' in body and "<h2>Actor limits</h2>" in body
+    for shown in (initial_data(body), staff.get(DATA).json()):
+        rows = {row["actor"]: row for row in shown["limits"]}
+        assert set(rows) == {"one_of_two", "three_a_second"}  # only actors that declare limits
+        assert rows["one_of_two"] | {"list_url": None} == {
+            "actor": "one_of_two", "concurrency": 2, "running": 1, "rate_limit": None, "rate": None, "list_url": None,
+        }  # fmt: skip
+        assert rows["three_a_second"]["rate"] == "3 per 1 s" and rows["three_a_second"]["concurrency"] is None
+    # The actor links to its jobs, whose list says the same.
+    listed = staff.get(rows["one_of_two"]["list_url"]).content.decode()
+    assert "one_of_two: at most 2 running at once (1 now)." in listed
+
+
+def test_the_limits_section_is_hidden_when_no_actor_declares_limits(staff, broker_redis, monkeypatch):
+    monkeypatch.setattr(dashboard.limits, "usage", lambda broker: [])
+    body = staff.get(DASHBOARD).content.decode()
+    assert '<section id="tasks-limits-section" hidden>' in body and initial_data(body)["limits"] == []
+
+
+@pytest.mark.parametrize(
+    ("count", "seconds", "noun", "text"),
+    [(3, 1, "", "3 per 1 s"), (100, 60, "", "100 per 1 min"), (7, 90, "", "7 per 90 s"),
+     (1000, 7200, "", "1000 per 2 h"), (1, 1, "start", "1 start per 1 s")],
+)  # fmt: skip
+def test_a_rate_reads_in_its_largest_whole_unit(count, seconds, noun, text):
+    assert format_rate(count, seconds, noun) == text

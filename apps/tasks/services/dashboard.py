@@ -14,13 +14,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 import dramatiq
+import redis
 from django.contrib.admin.utils import quote
 from django.urls import reverse
 
 from apps.tasks import keys
 from apps.tasks.broker import get_redis
+from apps.tasks.discovery import import_task_modules
 from apps.tasks.models import JobRecord
 from apps.tasks.records.buffer import COUNTED_STATUSES
+from apps.tasks.services import limits
 
 CHART_MINUTES = 60
 RECENT_EVENTS = 25
@@ -76,6 +79,48 @@ def recent_events(count: int = RECENT_EVENTS) -> list[dict[str, Any]]:
         )
         event["queue_url"] = job_list_url(queue_name=queue) if queue else None
     return events
+
+
+def format_rate(count: int, seconds: int, noun: str = "") -> str:
+    """A rate limit with its unit, in the largest whole one: "3 per 1 s", "100 per 1 min", "7 per 90 s"
+    (with ``noun``: "3 starts per 1 s")."""
+    counted = f"{count} {noun}" if noun else str(count)
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{counted} per {seconds // size} {unit}"
+    return f"{counted} per {seconds} s"
+
+
+def actor_limits() -> list[dict[str, Any]]:
+    """The actors that declare limits (``limits.usage``), with their rate in words and a link to their jobs."""
+    import_task_modules()  # the admin's process declares no actor until something imports them
+    return [
+        {
+            **row,
+            "rate": format_rate(*row["rate_limit"]) if row["rate_limit"] else None,
+            "list_url": job_list_url(actor_name=row["actor"]),
+        }
+        for row in limits.usage(dramatiq.get_broker())
+    ]
+
+
+def describe_actor_limits(actor_name: str) -> str | None:
+    """The actor's limits in one line, e.g. "one_of_two: at most 2 running at once (1 now); at most
+    3 starts per 1 s"; None when it declares none, or Redis does not answer (the job list works without)."""
+    import_task_modules()
+    try:
+        row = limits.actor_usage(dramatiq.get_broker(), actor_name)
+    except redis.RedisError:
+        return None
+    if row is None:
+        return None
+    parts = []
+    if row["concurrency"] is not None:
+        parts.append(f"at most {row['concurrency']} running at once ({row['running']} now)")
+    if row["rate_limit"]:
+        count, seconds = row["rate_limit"]
+        parts.append(f"at most {format_rate(count, seconds, 'start' if count == 1 else 'starts')}")
+    return f"{actor_name}: {'; '.join(parts)}"
 
 
 def _nice_ceiling(value: int) -> int:
@@ -219,4 +264,5 @@ def dashboard_data(report: dict[str, Any]) -> dict[str, Any]:
         ),
         "failure_rate": round(failed / (completed + failed), 4) if completed + failed else 0.0,
         "events": recent_events() if redis_up else [],
+        "limits": actor_limits() if redis_up else [],
     }

@@ -85,22 +85,24 @@ def release_slot(broker: dramatiq.Broker, actor_name: str) -> bool:
     return True
 
 
+def actor_usage(broker: dramatiq.Broker, actor_name: str) -> dict[str, Any] | None:
+    """The actor's limits and how many of its jobs run now (concurrency slots taken; None without a
+    concurrency limit), or None when it declares no limit or is not declared in this process."""
+    limits = limits_for(broker, actor_name) if actor_name in broker.actors else None
+    if limits is None:
+        return None
+    running = None
+    if limits.concurrent is not None:
+        running = int(get_redis().get(limits.concurrent.key) or 0)
+    return {
+        "actor": actor_name,
+        "concurrency": limits.concurrency,
+        "running": running,
+        "rate_limit": list(limits.rate_limit) if limits.rate_limit else None,
+    }
+
+
 def usage(broker: dramatiq.Broker) -> list[dict[str, Any]]:
-    """Every limited actor: its limits, and how many of its jobs run now (concurrency slots taken)."""
-    limited = []
-    for actor_name in sorted(broker.get_declared_actors()):
-        limits = limits_for(broker, actor_name)
-        if limits is None:
-            continue
-        running = None
-        if limits.concurrent is not None:
-            running = int(get_redis().get(limits.concurrent.key) or 0)
-        limited.append(
-            {
-                "actor": actor_name,
-                "concurrency": limits.concurrency,
-                "running": running,
-                "rate_limit": list(limits.rate_limit) if limits.rate_limit else None,
-            }
-        )
-    return limited
+    """Every limited actor, by name: its limits, and how many of its jobs run now (see actor_usage)."""
+    rows = (actor_usage(broker, actor_name) for actor_name in sorted(broker.get_declared_actors()))
+    return [row for row in rows if row is not None]
