@@ -75,6 +75,8 @@ def test_at_most_rate_limit_jobs_start_per_period(start_worker, broker_redis, cl
     assert int(starts[-1]) - int(starts[0] - SLACK) >= 2, starts
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
 def test_a_worker_killed_holding_slots_gives_them_back_through_recovery(start_worker, broker_redis, clean_queues):
     """Without the recovery's release, the two slots of the killed jobs stay taken (their key lives a
     time limit, 10 min, past the last use) and no job of the actor could run again."""
