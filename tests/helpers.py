@@ -146,3 +146,23 @@ def stream_events(broker_redis, job_id: str, until: str | None = None) -> list[d
         timeout=30,
         message=f"a {until!r} event for job {job_id}",
     )
+
+
+def redis_test_key(label: str = "") -> str:
+    """A fresh Redis key in this run's namespace (deleted with it), for a task to report through."""
+    import uuid
+
+    import dramatiq
+
+    return f"{dramatiq.get_broker().namespace}:test:{label}{uuid.uuid4().hex}"
+
+
+def wait_finished(result: T, timeout: float = 30) -> T:
+    """Refresh a Django Tasks result until it is finished (SUCCESSFUL or FAILED); return it."""
+
+    def done() -> bool:
+        result.refresh()
+        return result.is_finished
+
+    wait_for(done, timeout=timeout, message=f"task {result.id} to finish")
+    return result

@@ -11,7 +11,6 @@ dramatiq actor, ``apps.tasks.tasks.run_django_task``, on the task's queue.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -44,6 +43,8 @@ except ImportError:  # Django 5.2 with the django-tasks backport
 # Django 6.0 calls it InvalidTask, the backport InvalidTaskError.
 InvalidTaskError = getattr(task_exceptions, "InvalidTask", None) or task_exceptions.InvalidTaskError
 ResultDoesNotExist = task_exceptions.TaskResultDoesNotExist
+#: ``task.get_result(id)`` of a result that belongs to another task.
+ResultMismatch = task_exceptions.TaskResultMismatch
 
 RUNNER_ACTOR = FRAMEWORK_RUNNER
 
@@ -64,6 +65,7 @@ __all__ = [
     "DramatiqBackend",
     "InvalidTaskError",
     "ResultDoesNotExist",
+    "ResultMismatch",
     "Task",
     "TaskContext",
     "TaskResult",
@@ -134,18 +136,18 @@ class DramatiqBackend(BaseTaskBackend):
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         """Validate, write the record, send (on commit inside a transaction), signal ``task_enqueued``.
 
-        Arguments that JSON cannot carry raise TypeError before anything is written."""
+        Arguments are normalized as the framework's TaskResult does (tuples become lists, bytes str);
+        what it cannot carry raises its TypeError ("Unsupported type: ...") before anything is written."""
         from apps.tasks.models import JobRecord
 
         self.validate_task(task)
-        args, kwargs = list(args), dict(kwargs)
-        try:
-            json.dumps([args, kwargs])
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"the arguments of {task.module_path} must be JSON serializable: {exc}") from None
+        args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
         delay_ms = None
         if task.run_after is not None:
-            delay_ms = max(0, int((task.run_after - timezone.now()).total_seconds() * 1000))
+            delay_ms = int((task.run_after - timezone.now()).total_seconds() * 1000)
+            # Due already: straight to its place by priority, not through the delay queue, where it
+            # would wait for a worker to move it while later, lower-priority tasks run.
+            delay_ms = delay_ms if delay_ms > 0 else None
         options = {"priority": task.priority, "run_after": task.run_after.isoformat() if task.run_after else None}
         job_id = enqueue(
             RUNNER_ACTOR,
