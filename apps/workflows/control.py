@@ -2,7 +2,8 @@
 
 Each answer joins what Temporal says with the job record, and brings a record whose workflow closed
 without workflow code seeing it (terminated, timed out) up to date. Signals and cancel requests are
-published to the events stream too.
+published to the events stream too. Only a running workflow takes them, and only signals its
+workflow class declares (``@workflow.signal``): anything else is refused (``Refused``), never sent.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ QUERY_TIMEOUT = timedelta(seconds=5)
 
 class UnknownJob(LookupError):
     pass
+
+
+class Refused(ValueError):
+    """The workflow cannot take this: it has finished, or declares no such signal."""
 
 
 def _status_name(status: Any) -> str:
@@ -126,32 +131,68 @@ def describe(job_id: str) -> dict[str, Any]:
     return data
 
 
-def cancel(job_id: str, reason: str = "") -> None:
-    """Ask the workflow to cancel; it decides how (the reindex compensates)."""
+def cancel(job_id: str, *, by: str, reason: str = "") -> str:
+    """Ask the running workflow to cancel; it decides how (the reindex compensates). The request's
+    reason is what its record will say, "cancelled by X: reason"; returned."""
+    from apps.tasks.services.control import cancel_message
+
     config = client.require_enabled()
+    text = cancel_message(by, reason)
 
     async def call(temporal) -> str:
         handle = temporal.get_workflow_handle(job_id)
-        await handle.cancel(reason=reason)
-        return (await handle.describe()).workflow_type
+        workflow_type = _require_running(job_id, await handle.describe(), "cancelled")
+        await handle.cancel(reason=text)
+        return workflow_type
 
     workflow_type = _checked(call, job_id, config)
     records.publish([records.temporal_event("cancel_requested", job_id=job_id, queue=config.task_queue,
-                                            actor=workflow_type, meta={"reason": reason})])  # fmt: skip
+                                            actor=workflow_type, meta={"by": by, "reason": reason})])  # fmt: skip
+    return text
 
 
 def signal(job_id: str, name: str, args: list[Any] | None = None) -> None:
-    """Send signal ``name`` with ``args`` to the workflow."""
+    """Send signal ``name`` with ``args`` to the running workflow, if its workflow class declares it."""
     config = client.require_enabled()
 
     async def call(temporal) -> str:
         handle = temporal.get_workflow_handle(job_id)
+        workflow_type = _require_running(job_id, await handle.describe(), "signalled")
+        signals = declared_signals(workflow_type)
+        if signals is not None and name not in signals:
+            raise Refused(
+                f"unknown signal {name!r} for {workflow_type} (it declares: {', '.join(sorted(signals)) or 'none'})"
+            )
         await handle.signal(name, args=list(args or []))
-        return (await handle.describe()).workflow_type
+        return workflow_type
 
     workflow_type = _checked(call, job_id, config)
     records.publish([records.temporal_event("signalled", job_id=job_id, queue=config.task_queue,
                                             actor=workflow_type, meta={"signal": name})])  # fmt: skip
+
+
+def declared_signals(workflow_type: str) -> frozenset[str] | None:
+    """The signal names the registered workflow class of ``workflow_type`` declares; None when it
+    takes any (a dynamic signal handler). Refused for a type no worker of this project registers."""
+    from temporalio import workflow
+
+    from apps.workflows.discovery import load_definitions
+
+    cls = load_definitions().workflows.get(workflow_type)
+    if cls is None:
+        raise Refused(f"workflow type {workflow_type!r} is not among this project's workflows: its signals are unknown")
+    names = set(workflow._Definition.must_from_class(cls).signals)
+    return None if None in names else frozenset(name for name in names if name is not None)
+
+
+def _require_running(job_id: str, description, action: str) -> str:
+    """The workflow's type, if its latest run is running (a closed one would take the request silently)."""
+    from temporalio.client import WorkflowExecutionStatus
+
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        status = _status_name(description.status).lower()
+        raise Refused(f"workflow {job_id} is {status}: only a running workflow can be {action}")
+    return description.workflow_type
 
 
 def _checked(call, job_id: str, config):

@@ -111,8 +111,12 @@ class _WorkflowLifecycle(WorkflowInboundInterceptor):
             result = await super().execute_workflow(input)
         except (asyncio.CancelledError, Exception) as exc:
             at = workflow.now().isoformat()
-            if is_cancelled_exception(exc) and workflow.cancellation_reason() is not None:
-                await _record(WorkflowEvent("cancelled", at=at, started_at=started, **base))
+            reason = workflow.cancellation_reason()
+            if is_cancelled_exception(exc) and reason is not None:
+                # The reason says who and why (``control.cancel`` sends "cancelled by X: why").
+                event = WorkflowEvent("cancelled", at=at, started_at=started, error_message=reason or "cancelled",
+                                      **base)  # fmt: skip
+                await _record(event)
             elif isinstance(exc, FailureError | asyncio.TimeoutError):
                 root = _root_cause(exc)
                 error_type = root.type if isinstance(root, ApplicationError) and root.type else type(root).__name__

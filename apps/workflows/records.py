@@ -3,7 +3,8 @@
 A Temporal job's id is its workflow id. The router writes the pending record before it starts the
 workflow; the worker's lifecycle interceptor reports started / completed / failed / cancelled
 (``apply_workflow_event``); ``reconcile`` catches what no workflow code sees (terminate, timeouts).
-Events carry ``source: "temporal"``.
+A cancelled workflow's record is ``cancelled``, its error message the cancel request's reason ("cancelled
+by X: why"); error types are dotted paths. Events carry ``source: "temporal"``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ _STATUSES = {
     "started": JobStatus.RUNNING,
     "completed": JobStatus.COMPLETED,
     "failed": JobStatus.FAILED,
-    "cancelled": JobStatus.FAILED,
+    "cancelled": JobStatus.CANCELLED,
 }
 
 
@@ -118,7 +119,7 @@ def _stored_start(job_id: str) -> datetime | None:
 _CLOSED = {
     "COMPLETED": (JobStatus.COMPLETED, ""),
     "FAILED": (JobStatus.FAILED, "temporal.WorkflowFailed"),
-    "CANCELED": (JobStatus.FAILED, CANCELLED_ERROR),
+    "CANCELED": (JobStatus.CANCELLED, CANCELLED_ERROR),
     "TERMINATED": (JobStatus.FAILED, "temporal.WorkflowTerminated"),
     "TIMED_OUT": (JobStatus.FAILED, "temporal.WorkflowTimedOut"),
     "CONTINUED_AS_NEW": None,  # a later run carries on

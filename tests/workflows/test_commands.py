@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from io import StringIO
 
@@ -9,11 +10,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.tasks.models import JobStatus
+from apps.workflows import control
 from tests.helpers import manage_env, run_manage, wait_for
 from tests.knowbase.reindex.documents import indexed_documents, start_reindex
 
 from .conftest import worker_env
-from .helpers import TemporalWorker, wait_for_phase, wait_for_record
+from .helpers import TemporalWorker, history, wait_for_phase, wait_for_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,8 +47,11 @@ def test_list_describe_signal_cancel(temporal, module_temporal_worker, clean_que
     assert "signal 'pause' sent" in workflows("signal", job_id, "pause")
     cancelled = workflows("cancel", job_id, "--reason", "from the CLI")
     assert f"cancellation requested for {job_id}" in cancelled
-    record = wait_for_record(job_id, JobStatus.FAILED)
-    assert record.error_type.endswith("CancelledError")
+    record = wait_for_record(job_id, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.COMPLETED)
+    # Who and why, as a cancelled dramatiq job says it.
+    assert (record.status, record.error_message) == (
+        JobStatus.CANCELLED, f"cancelled by {getpass.getuser()} (manage.py workflows cancel): from the CLI",
+    )  # fmt: skip
     # The record is written just before the workflow closes: its status follows within moments.
     wait_for(lambda: json.loads(workflows("--json", "describe", job_id))["status"] == "CANCELED", timeout=30)
 
@@ -59,6 +64,35 @@ def test_start_goes_through_the_router(temporal, module_temporal_worker, clean_q
     reindex = workflows("--json", "start", "ReindexKnowledgeWorkflow", "--arg", '{"require_approval": false}')
     job_id = json.loads(reindex)["job_id"]
     assert wait_for_record(job_id, JobStatus.COMPLETED, timeout=60).result["outcome"] == "completed"
+
+
+@pytest.mark.worker
+def test_unknown_signals_and_finished_workflows_are_refused(temporal, module_temporal_worker, clean_queues):
+    job_id = start_reindex(require_approval=True)
+    wait_for_phase(job_id, "awaiting_approval")
+
+    with pytest.raises(CommandError, match=r"unknown signal 'aprove'.*approve, pause, resume"):
+        workflows("signal", job_id, "aprove")
+    with pytest.raises(control.Refused, match="unknown signal"):
+        control.signal(job_id, "aprove")
+    # From the command line: an error on stderr and a non-zero exit, not "sent".
+    result = run_manage("workflows", "signal", job_id, "aprove", env=worker_env(temporal))
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert "unknown signal 'aprove'" in result.stderr
+    assert not any(event["name"] == "aprove" for event in history(job_id))
+
+    control.signal(job_id, "approve")
+    assert wait_for_record(job_id, JobStatus.COMPLETED, JobStatus.FAILED).status == JobStatus.COMPLETED
+    wait_for(lambda: control.describe(job_id)["status"] == "COMPLETED", timeout=30)
+    with pytest.raises(CommandError, match=f"workflow {job_id} is completed"):
+        workflows("cancel", job_id)
+    with pytest.raises(CommandError, match=f"workflow {job_id} is completed"):
+        workflows("signal", job_id, "approve")
+    with pytest.raises(control.Refused, match="is completed"):
+        control.cancel(job_id, by="test")
+    result = run_manage("workflows", "cancel", job_id, env=worker_env(temporal))
+    assert result.returncode == 1 and "is completed" in result.stderr, result.stdout
+    assert wait_for_record(job_id, JobStatus.COMPLETED).status == JobStatus.COMPLETED
 
 
 def test_errors_are_command_errors(temporal):

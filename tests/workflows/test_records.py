@@ -88,15 +88,23 @@ def test_workflow_events_move_the_record_and_reach_the_stream(broker_redis, clea
 
 
 @pytest.mark.django_db(transaction=True)
-def test_cancelled_and_failed_workflows_are_failed_records_with_the_reason(broker_redis, clean_queues):
+def test_a_cancelled_workflow_is_a_cancelled_record_saying_who_and_why(broker_redis, clean_queues):
     apply_workflow_event(event("started", T0))
-    apply_workflow_event(event("cancelled", T0 + timedelta(seconds=1)))
+    apply_workflow_event(event("cancelled", T0 + timedelta(seconds=1), error_message="cancelled by ops: too slow"))
     record = JobRecord.objects.get(pk="wf-1")
-    assert (record.status, record.error_type, record.duration_ms) == (JobStatus.FAILED, CANCELLED_ERROR, 1000)
-    failed = event("failed", T0 + timedelta(seconds=2), error_type="ValueError", error_message="bad")
+    assert (record.status, record.error_type, record.error_message, record.duration_ms) == (
+        JobStatus.CANCELLED, CANCELLED_ERROR, "cancelled by ops: too slow", 1000,
+    )  # fmt: skip
+    assert [item["event"] for item in stream_events(broker_redis, "wf-1")] == ["started", "cancelled"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_workflow_keeps_its_error_type_and_message():
+    apply_workflow_event(event("started", T0))
+    failed = event("failed", T0 + timedelta(seconds=2), error_type="builtins.ValueError", error_message="bad")
     apply_workflow_event(failed)
-    record.refresh_from_db()
-    assert (record.error_type, record.error_message) == ("ValueError", "bad")
+    record = JobRecord.objects.get(pk="wf-1")
+    assert (record.status, record.error_type, record.error_message) == (JobStatus.FAILED, "builtins.ValueError", "bad")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -109,3 +117,12 @@ def test_reconcile_closes_records_of_workflows_closed_unseen():
         JobStatus.FAILED, "temporal.WorkflowTerminated", 5000,
     )  # fmt: skip
     assert not reconcile("wf-1", "COMPLETED", None, "ReindexKnowledgeWorkflow", "long")  # terminal stays
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reconcile_closes_a_workflow_cancelled_unseen_as_cancelled():
+    assert reconcile("wf-2", "CANCELED", T0, "ReindexKnowledgeWorkflow", "long")
+    record = JobRecord.objects.get(pk="wf-2")
+    assert (record.status, record.error_type, record.error_message) == (
+        JobStatus.CANCELLED, CANCELLED_ERROR, "workflow canceled",
+    )  # fmt: skip

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 #: Phases of a reindex, in order; ``paused`` can interrupt ``indexing``, ``compensating`` any phase before
-#: ``finalising``.
-PHASES = ("starting", "indexing", "paused", "awaiting_approval", "finalising", "completed", "compensating", "cancelled")
+#: ``finalising``, ending ``cancelled`` (a cancel request) or ``failed`` (a batch failing for good).
+PHASES = (
+    "starting", "indexing", "paused", "awaiting_approval", "finalising", "completed", "compensating", "cancelled",
+    "failed",
+)  # fmt: skip
 
 
 @dataclass

@@ -5,7 +5,8 @@
    Every document is backed up before it is processed again, so the old index is still there.
 2. Wait for the ``approve`` signal (``require_approval``), then drop the backups: the final step.
 3. Cancelled (or a batch failing for good) before that: compensate, restoring every backup, then end
-   cancelled (failed). A cancel arriving after approval is too late: the drop completes.
+   cancelled (or failed, and its progress says so). A cancel arriving after approval is too late: the
+   drop completes.
 
 Signals ``pause`` / ``resume`` hold the walk between batches; the ``progress`` query says where it
 stands. Completed batches are history: a worker restart replays them, it never runs them again.
@@ -95,7 +96,7 @@ class ReindexKnowledgeWorkflow:
             if is_cancelled_exception(exc) and workflow.cancellation_reason() is None:
                 raise  # not a cancel request: the worker is evicting this run from its cache
             if not self._finalising:
-                await self._compensate(request, job_id)
+                await self._compensate(request, job_id, "cancelled" if is_cancelled_exception(exc) else "failed")
                 raise
             # Approved already: the old chunks are being dropped; finish that, the cancel came too late.
             progress.dropped = await self._drop(request, job_id)
@@ -167,7 +168,8 @@ class ReindexKnowledgeWorkflow:
             summary=f"batch {batch.number}: {len(ids)} documents",
         )
 
-    async def _compensate(self, request: ReindexRequest, job_id: str) -> None:
+    async def _compensate(self, request: ReindexRequest, job_id: str, outcome: str) -> None:
+        """Restore every backup, then end in phase ``outcome`` (cancelled or failed)."""
         self._set_phase("compensating")
         self._progress.restored = await workflow.execute_activity(
             activities.restore_backups,
@@ -175,7 +177,7 @@ class ReindexKnowledgeWorkflow:
             start_to_close_timeout=timedelta(seconds=request.activity_timeout_seconds),
             retry_policy=_UNTIL_DONE,
         )
-        self._set_phase("cancelled")
+        self._set_phase(outcome)
 
     async def _drop(self, request: ReindexRequest, job_id: str) -> int:
         return await workflow.execute_activity(

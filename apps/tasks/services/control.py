@@ -40,6 +40,11 @@ class CannotCancel(Exception):
     """The job is not waiting (running, finished, a workflow) or a worker already holds it."""
 
 
+def cancel_message(by: str, reason: str = "") -> str:
+    """What a cancelled job's record says (the Temporal layer's cancelled workflows say the same)."""
+    return f"cancelled by {by}" + (f": {reason}" if reason else "")
+
+
 def cancel_job(job_id: str, *, by: str, reason: str = "") -> str:
     """Cancel a pending or delayed job; returns how (``removed``, ``noted`` or ``absent``: its
     message was already gone from Redis). CannotCancel says why not; JobRecord.DoesNotExist."""
@@ -53,7 +58,7 @@ def cancel_job(job_id: str, *, by: str, reason: str = "") -> str:
     outcome = dramatiq.get_broker().cancel(record.queue_name, waiting_redis_id(record))
     if outcome == "held":
         raise CannotCancel(f"job {job_id} was already taken by a worker and may be running")
-    text = f"cancelled by {by}" + (f": {reason}" if reason else "")
+    text = cancel_message(by, reason)
     records.record(
         records.Transition(
             message_id=record.message_id,

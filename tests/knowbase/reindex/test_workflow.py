@@ -91,9 +91,11 @@ def test_cancel_during_indexing_restores_the_previous_chunks(worker, broker_redi
     job_id = start_reindex(batch_size=2, throttle_ms=300, require_approval=True)
     wait_for(lambda: backups(job_id) >= 3, timeout=60, message="the second batch to start")
 
-    control.cancel(job_id, reason="test")
-    record = wait_for_record(job_id, JobStatus.FAILED, JobStatus.COMPLETED)
-    assert (record.status, record.error_type) == (JobStatus.FAILED, CANCELLED_ERROR)
+    control.cancel(job_id, by="ops", reason="test")
+    record = wait_for_record(job_id, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.COMPLETED)
+    assert (record.status, record.error_type, record.error_message) == (
+        JobStatus.CANCELLED, CANCELLED_ERROR, "cancelled by ops: test",
+    )  # fmt: skip
     wait_for(lambda: workflow_status(job_id) == "CANCELED", timeout=30)  # it closes just after its record
     progress = query_progress(job_id)
     assert progress["phase"] == "cancelled" and 3 <= progress["restored"] < 10
@@ -113,9 +115,9 @@ def test_cancel_while_awaiting_approval_restores_every_document(worker):
     wait_for_phase(job_id, "awaiting_approval")
     assert chunk_ids(ids) != {doc: [pk for pk, _, _ in rows] for doc, rows in before.items()}
 
-    control.cancel(job_id)
-    record = wait_for_record(job_id, JobStatus.FAILED, JobStatus.COMPLETED)
-    assert record.error_type == CANCELLED_ERROR
+    control.cancel(job_id, by="ops")
+    record = wait_for_record(job_id, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.COMPLETED)
+    assert (record.status, record.error_message) == (JobStatus.CANCELLED, "cancelled by ops")
     assert query_progress(job_id)["restored"] == 4
     assert chunks(ids) == before and backups(job_id) == 0
 
@@ -133,8 +135,8 @@ def test_a_document_edited_during_the_reindex_keeps_its_new_chunks_on_restore(wo
     edited.save()
     process_document(edited.pk)
 
-    control.cancel(job_id)
-    wait_for_record(job_id, JobStatus.FAILED)
+    control.cancel(job_id, by="ops")
+    wait_for_record(job_id, JobStatus.CANCELLED)
     after = chunks(ids)
     assert after[ids[1]] == before[ids[1]]
     assert [text for _, text, _ in after[ids[0]]] == ["A newer version, written while the reindex waited for approval."]
@@ -149,9 +151,9 @@ def test_a_long_walk_continues_as_new_and_a_cancel_still_restores_every_run_s_wo
     record = wait_for_record(job_id, JobStatus.RUNNING)
     started_at = record.started_at
 
-    control.cancel(job_id)
-    record = wait_for_record(job_id, JobStatus.FAILED, JobStatus.COMPLETED)
-    assert record.error_type == CANCELLED_ERROR and record.started_at == started_at  # one job across its runs
+    control.cancel(job_id, by="ops")
+    record = wait_for_record(job_id, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.COMPLETED)
+    assert record.status == JobStatus.CANCELLED and record.started_at == started_at  # one job across its runs
     assert query_progress(job_id)["restored"] == 5
     assert chunks(ids) == before and backups(job_id) == 0
 

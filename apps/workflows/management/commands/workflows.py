@@ -5,6 +5,7 @@ Thin: parse the arguments, call ``apps.workflows.control`` (or the JobRouter), p
 
 from __future__ import annotations
 
+import getpass
 import json
 from typing import Any
 
@@ -36,7 +37,7 @@ class Command(CleanExitMixin, BaseCommand):
         describe.add_argument("job_id")
         cancel = sub.add_parser("cancel", help="Request cancellation (the workflow compensates).")
         cancel.add_argument("job_id")
-        cancel.add_argument("--reason", default="")
+        cancel.add_argument("--reason", default="", help="Kept in the record beside who cancelled.")
         signal = sub.add_parser("signal", help="Send a signal, e.g. pause, resume, approve.")
         signal.add_argument("job_id")
         signal.add_argument("signal")
@@ -100,8 +101,8 @@ class Command(CleanExitMixin, BaseCommand):
     def _cancel(self, job_id: str, reason: str, **options: Any) -> None:
         from apps.workflows.control import cancel
 
-        cancel(job_id, reason)
-        self._done({"job_id": job_id, "cancel_requested": True}, f"cancellation requested for {job_id}")
+        text = cancel(job_id, by=f"{getpass.getuser()} (manage.py workflows cancel)", reason=reason)
+        self._done({"job_id": job_id, "cancel_requested": True, "reason": text}, f"cancellation requested for {job_id}")
 
     def _signal(self, job_id: str, signal: str, arg: list[str], **options: Any) -> None:
         from apps.workflows.control import signal as send
