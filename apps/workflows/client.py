@@ -43,12 +43,15 @@ async def connect(config: TemporalConfig | None = None, identity: str | None = N
     """A client for the configured server and namespace (fails after ``connect_timeout`` seconds)."""
     from temporalio.client import Client
 
+    from apps.workflows.failures import DATA_CONVERTER
+
     config = config or require_enabled()
     return await Client.connect(
         config.address,
         namespace=config.namespace,
         connect_timeout=timedelta(seconds=config.connect_timeout),
         identity=identity,
+        data_converter=DATA_CONVERTER,  # error types as dotted paths (workers use their client's)
     )
 
 

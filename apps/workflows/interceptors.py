@@ -26,6 +26,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
+from apps.workflows.failures import dotted_name, error_type
 from apps.workflows.lifecycle import RECORD_ACTIVITY, WorkflowEvent
 
 #: The recording activity reports on others; events about it would only be noise.
@@ -68,7 +69,7 @@ class _ActivityLifecycle(ActivityInboundInterceptor):
                 _emit("activity_cancelled", info, meta)
             else:
                 name = "activity_retrying" if _will_retry(info, exc) else "activity_failed"
-                meta.update(error_type=f"{type(exc).__module__}.{type(exc).__qualname__}", error=str(exc)[:500])
+                meta.update(error_type=dotted_name(type(exc)), error=str(exc)[:500])
                 _emit(name, info, meta)
             raise
         meta.update(duration_ms=int((time.monotonic() - started) * 1000))
@@ -119,9 +120,8 @@ class _WorkflowLifecycle(WorkflowInboundInterceptor):
                 await _record(event)
             elif isinstance(exc, FailureError | asyncio.TimeoutError):
                 root = _root_cause(exc)
-                error_type = root.type if isinstance(root, ApplicationError) and root.type else type(root).__name__
                 message = str(exc) if root is exc else f"{exc}: {root}"
-                event = WorkflowEvent("failed", at=at, started_at=started, error_type=error_type,
+                event = WorkflowEvent("failed", at=at, started_at=started, error_type=error_type(root),
                                       error_message=message, **base)  # fmt: skip
                 await _record(event)
             # Anything else fails the workflow task, not the workflow (the server retries it); an

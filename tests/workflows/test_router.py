@@ -141,12 +141,22 @@ def test_a_permanent_error_fails_the_temporal_job_without_retries(temporal, star
     start_temporal_worker()
     job_id = JobRouter().enqueue(Job(tasks.broken.actor_name, args=("bad input",), steps=2))
     record = wait_for_record(job_id, JobStatus.FAILED, timeout=60)
-    assert (record.backend, record.error_type) == (JobBackend.TEMPORAL, "PermanentError")
+    # The dotted path, as in dramatiq's records (the activity's ApplicationError names only the class).
+    assert (record.backend, record.error_type) == (JobBackend.TEMPORAL, "apps.tasks.errors.PermanentError")
     assert "bad input" in record.error_message
     names = [event["event"] for event in stream_events(broker_redis, job_id, until="failed")]
     assert names == ["enqueued", "started", "activity_started", "activity_failed", "failed"]
     with pytest.raises(records.CannotRetry):
         records.retry_job(job_id)
+
+
+@db
+@pytest.mark.worker
+def test_an_ordinary_exception_is_recorded_with_its_dotted_path(temporal, start_temporal_worker):
+    start_temporal_worker()
+    job = Job(tasks.leaks_secrets.actor_name, args=("redis://db:6379", "pw", "tok", "t"), steps=2)
+    record = wait_for_record(JobRouter().enqueue(job), JobStatus.FAILED, timeout=60)
+    assert record.error_type == "builtins.ConnectionError" and "Connection refused" in record.error_message
 
 
 @db

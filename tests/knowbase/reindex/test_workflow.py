@@ -162,3 +162,16 @@ def test_a_long_walk_continues_as_new_and_a_cancel_still_restores_every_run_s_wo
         return sorted(row["status"] for row in listed if row["job_id"] == job_id)
 
     wait_for(lambda: runs() == ["CANCELED", "CONTINUED_AS_NEW", "CONTINUED_AS_NEW"], timeout=30)
+
+
+def test_a_batch_failing_for_good_restores_and_fails_without_saying_cancelled(worker):
+    ids = indexed_documents(4)
+    before = chunks(ids)
+    # The batch outlasts its start-to-close time-out and has no second attempt.
+    job_id = start_reindex(batch_size=4, throttle_ms=1500, activity_timeout_seconds=2, max_attempts=1)
+    record = wait_for_record(job_id, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.COMPLETED)
+    assert (record.status, record.error_type) == (JobStatus.FAILED, "temporalio.exceptions.TimeoutError")
+    wait_for(lambda: workflow_status(job_id) == "FAILED", timeout=30)
+    progress = query_progress(job_id)
+    assert progress["phase"] == "failed" and progress["restored"] >= 1
+    assert chunks(ids) == before and backups(job_id) == 0
