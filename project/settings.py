@@ -187,6 +187,7 @@ TEMPORAL_CONFIG = TemporalConfig(
     server_db_path=env_str("TEMPORAL_SERVER_DB", str(VAR_DIR / "temporal" / "dev-server.sqlite3")),
     shutdown_timeout=env_int("TEMPORAL_SHUTDOWN_TIMEOUT_MS", 30_000) / 1000,
     sticky_queue_timeout=env_int("TEMPORAL_STICKY_QUEUE_TIMEOUT_MS", 10_000) / 1000,
+    heartbeat_timeout=env_int("TEMPORAL_HEARTBEAT_TIMEOUT_MS", 5_000) / 1000,
 )
 
 # Django's Tasks framework (django.tasks / the django-tasks backport) runs on our Dramatiq workers.

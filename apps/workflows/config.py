@@ -8,6 +8,7 @@ from importlib.util import find_spec
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from apps.tasks.config import check_module_names, check_name
+from apps.workflows.heartbeat import DEFAULT_HEARTBEAT_TIMEOUT
 
 _TEMPORAL_ADDRESS_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
 
@@ -37,6 +38,11 @@ class TemporalConfig(BaseModel):
     shutdown_timeout: float = Field(default=30.0, ge=0)
     #: After a worker dies, its cached workflows wait this long before another worker takes them.
     sticky_queue_timeout: float = Field(default=10.0, gt=0)
+    #: After a worker dies, its running activities wait this long before another worker runs them again:
+    #: the heartbeat time-out of actor jobs (``RunActorWorkflow``; the reindex's default is the same).
+    #: Activities beat four times within it (apps.workflows.heartbeat), the worker sends a beat at
+    #: least every 2 s, so a live activity never times out for want of one.
+    heartbeat_timeout: float = Field(default=DEFAULT_HEARTBEAT_TIMEOUT, ge=1)
 
     @field_validator("address")
     @classmethod

@@ -157,6 +157,7 @@ def _actor_call(job: Job):
 
     from apps.tasks.config import get_task_config
     from apps.tasks.enqueue import resolve_actor
+    from apps.workflows.client import temporal_config
     from apps.workflows.run_actor import ActorCall
 
     try:
@@ -174,6 +175,7 @@ def _actor_call(job: Job):
         max_attempts=options.get("max_retries", defaults.max_retries) + 1,
         min_backoff_seconds=options.get("min_backoff", defaults.min_backoff_ms) / 1000,
         max_backoff_seconds=options.get("max_backoff", defaults.max_backoff_ms) / 1000,
+        heartbeat_timeout_seconds=temporal_config().heartbeat_timeout,
     )
 
 

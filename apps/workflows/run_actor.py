@@ -2,14 +2,13 @@
 
 The workflow is one activity with the actor's own limits: its time limit, its retries and backoff,
 its permanent errors never retried. A heartbeat thread runs beside the function, so a worker that
-dies mid-call is noticed within ``heartbeat_timeout_seconds`` and the call runs again elsewhere.
+dies mid-call is noticed within ``heartbeat_timeout_seconds`` (``TEMPORAL_CONFIG.heartbeat_timeout``,
+5 s by default) and the call runs again elsewhere.
 Sandbox-safe at module level (Django is imported inside the activity only).
 """
 
 from __future__ import annotations
 
-import contextvars
-import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+
+from apps.workflows.heartbeat import DEFAULT_HEARTBEAT_TIMEOUT, heartbeating
 
 
 @dataclass
@@ -30,15 +31,7 @@ class ActorCall:
     max_attempts: int = 6
     min_backoff_seconds: float = 1.0
     max_backoff_seconds: float = 300.0
-    heartbeat_timeout_seconds: float = 30.0
-
-
-def _heartbeat_until(stop: threading.Event, interval: float) -> None:
-    while not stop.wait(interval):
-        try:
-            activity.heartbeat()
-        except Exception:  # the activity ended (or the worker stops) between the wait and the call
-            return
+    heartbeat_timeout_seconds: float = DEFAULT_HEARTBEAT_TIMEOUT
 
 
 @activity.defn(name="run_actor")
@@ -48,24 +41,13 @@ def run_actor(call: ActorCall) -> Any:
     from apps.tasks.errors import is_permanent
 
     actor = resolve_actor(call.actor)
-    stop = threading.Event()
-    # The copied context carries the activity's, so the heartbeat thread reports for this activity.
-    beat = threading.Thread(
-        target=contextvars.copy_context().run,
-        args=(_heartbeat_until, stop, max(0.1, call.heartbeat_timeout_seconds / 3)),
-        name=f"heartbeat-{call.actor}",
-        daemon=True,
-    )
-    beat.start()
-    try:
-        return actor.fn(*call.args, **call.kwargs)
-    except Exception as exc:
-        if is_permanent(exc):
-            raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from exc
-        raise
-    finally:
-        stop.set()
-        beat.join(timeout=15)
+    with heartbeating():
+        try:
+            return actor.fn(*call.args, **call.kwargs)
+        except Exception as exc:
+            if is_permanent(exc):
+                raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from exc
+            raise
 
 
 @workflow.defn(name="RunActorWorkflow")

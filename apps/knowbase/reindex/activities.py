@@ -9,6 +9,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from apps.knowbase.reindex.messages import BatchOutcome, DocumentPage, ReindexBatch
+from apps.workflows.heartbeat import heartbeating
 
 WORKFLOW_NAME = "ReindexKnowledgeWorkflow"
 
@@ -31,8 +32,9 @@ def list_documents(page: DocumentPage) -> list[int]:
 def reindex_batch(batch: ReindexBatch) -> BatchOutcome:
     """Back up and reprocess each document of the batch.
 
-    The heartbeat after each document records how far the batch got; a retry (worker killed, time-out)
-    starts from there. Each document is shielded from cancellation, so a cancel lands between documents.
+    The heartbeat details say how far the batch got (updated after each document, sent by a heartbeat
+    thread meanwhile, however long a document takes); a retry (worker killed, time-out) starts from
+    there. Each document is shielded from cancellation, so a cancel lands between documents.
     """
     from apps.knowbase.reindex import backups
     from apps.knowbase.services.processing import COMPLETED, FAILED
@@ -40,20 +42,21 @@ def reindex_batch(batch: ReindexBatch) -> BatchOutcome:
     details = activity.info().heartbeat_details
     start = int(details[0]) if details else 0
     outcome = BatchOutcome(number=batch.number, resumed_at=start)
-    for position in range(start, len(batch.document_ids)):
-        document_id = batch.document_ids[position]
-        with activity.shield_thread_cancel_exception():
-            result = backups.reindex_document(batch.job_id, document_id)
-        if result in (COMPLETED, backups.ALREADY_DONE):
-            outcome.completed += 1
-        elif result == FAILED:
-            outcome.failed += 1
-            outcome.failed_ids.append(document_id)
-        else:
-            outcome.skipped += 1
-        activity.heartbeat(position + 1)
-        if batch.throttle_ms:
-            activity.wait_for_cancelled_sync(batch.throttle_ms / 1000)
+    with heartbeating(start) as heartbeat:
+        for position in range(start, len(batch.document_ids)):
+            document_id = batch.document_ids[position]
+            with activity.shield_thread_cancel_exception():
+                result = backups.reindex_document(batch.job_id, document_id)
+            if result in (COMPLETED, backups.ALREADY_DONE):
+                outcome.completed += 1
+            elif result == FAILED:
+                outcome.failed += 1
+                outcome.failed_ids.append(document_id)
+            else:
+                outcome.skipped += 1
+            heartbeat.progress(position + 1)
+            if batch.throttle_ms:
+                activity.wait_for_cancelled_sync(batch.throttle_ms / 1000)
     _progress(batch, outcome)
     return outcome
 

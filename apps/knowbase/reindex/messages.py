@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from apps.workflows.heartbeat import DEFAULT_HEARTBEAT_TIMEOUT
+
 #: Phases of a reindex, in order; ``paused`` can interrupt ``indexing``, ``compensating`` any phase before
 #: ``finalising``, ending ``cancelled`` (a cancel request) or ``failed`` (a batch failing for good).
 PHASES = (
@@ -34,13 +36,14 @@ class ReindexProgress:
 @dataclass
 class ReindexRequest:
     """How to reindex. Times in seconds; ``throttle_ms`` pauses after each document (gentle on a busy
-    database, and how tests make a batch last long enough to interrupt)."""
+    database, and how tests make a batch last long enough to interrupt). The heartbeat time-out is how
+    long a batch whose worker died waits before another worker resumes it."""
 
     batch_size: int = 50
     page_size: int = 500
     require_approval: bool = True
     activity_timeout_seconds: float = 600.0
-    heartbeat_timeout_seconds: float = 60.0
+    heartbeat_timeout_seconds: float = DEFAULT_HEARTBEAT_TIMEOUT
     max_attempts: int = 5
     throttle_ms: int = 0
     #: Batches per workflow run: then it continues as new, so the history stays small however big the base.

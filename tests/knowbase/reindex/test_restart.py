@@ -1,9 +1,10 @@
-"""A Temporal worker SIGKILLed in the middle of a reindex: a new worker finishes it, and the batches
-completed before the kill are not run again."""
+"""A Temporal worker SIGKILLed in the middle of a reindex: a new worker finishes it within seconds
+(the default heartbeat time-out), and the batches completed before the kill are not run again."""
 
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 
 import pytest
@@ -19,6 +20,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 BATCH_SIZE = 2
 DOCUMENTS = 8
+#: How soon after the kill the interrupted batch must run again: the default heartbeat time-out (5 s),
+#: then the retry's 1 s backoff, polling and a busy host.
+TAKEOVER_SECONDS = 10.0
+#: The same slack when the second worker is ready only after the heartbeat timed out.
+TAKEOVER_SLACK = 5.0
 
 
 def backups(job_id: str) -> int:
@@ -30,13 +36,19 @@ def processed_in(log: str) -> set[int]:
     return {int(number) for number in re.findall(r"Document (\d+) completed in", log)}
 
 
+def batch_starts(broker_redis, job_id: str) -> int:
+    events = stream_events(broker_redis, job_id)
+    return sum(1 for event in events if event["event"] == "activity_started" and event["actor"] == "reindex_batch")
+
+
 def test_a_killed_worker_is_replaced_and_completed_batches_are_not_redone(
     start_temporal_worker, clean_queues, broker_redis
 ):
     ids = indexed_documents(DOCUMENTS)
     original = chunk_ids(ids)
     first = start_temporal_worker()
-    job_id = start_reindex(batch_size=BATCH_SIZE, throttle_ms=400, require_approval=False, heartbeat_timeout_seconds=2)
+    # The default heartbeat time-out: it alone says how soon the interrupted batch moves on.
+    job_id = start_reindex(batch_size=BATCH_SIZE, throttle_ms=400, require_approval=False)
 
     def inside_second_batch() -> bool:
         # A batch backs each document up before processing it: a backup beyond the first batch means the
@@ -45,6 +57,8 @@ def test_a_killed_worker_is_replaced_and_completed_batches_are_not_redone(
 
     wait_for(inside_second_batch, timeout=60, interval=0.05, message="the second batch to be running")
     first.kill()
+    killed_at = time.monotonic()
+    batch_starts_before = batch_starts(broker_redis, job_id)
     done = completed_activities(job_id, "reindex_batch")  # what the server recorded before the worker died
     assert 1 <= done < DOCUMENTS // BATCH_SIZE, "the kill must land in the middle of the reindex"
     finished_ids = ids[: done * BATCH_SIZE]
@@ -52,7 +66,17 @@ def test_a_killed_worker_is_replaced_and_completed_batches_are_not_redone(
     assert all(set(finished_chunks[doc]).isdisjoint(original[doc]) for doc in finished_ids)
 
     second = start_temporal_worker()
-    record = wait_for_record(job_id, JobStatus.COMPLETED, JobStatus.FAILED, timeout=120)
+    ready_at = time.monotonic()
+
+    # The batch the dead worker held runs again once its heartbeat timed out (and a worker is there);
+    # a dead worker publishes nothing, so any batch start from now on is the second worker's.
+    wait_for(lambda: batch_starts(broker_redis, job_id) > batch_starts_before, timeout=120, interval=0.1,
+             message="a batch to start on the second worker")  # fmt: skip
+    takeover = time.monotonic() - killed_at
+    bound = max(TAKEOVER_SECONDS, ready_at - killed_at + TAKEOVER_SLACK)
+    assert takeover <= bound, f"the second attempt started {takeover:.1f}s after the kill (bound {bound:.1f}s)"
+    record = wait_for_record(job_id, JobStatus.COMPLETED, JobStatus.FAILED, timeout=60)
+    print(f"takeover {takeover:.1f}s after the kill (second worker ready after {ready_at - killed_at:.1f}s)")
     assert record.status == JobStatus.COMPLETED, record.error_message
     assert record.result["documents"] == DOCUMENTS and record.result["batches"] == DOCUMENTS // BATCH_SIZE
     assert record.worker.endswith(f":{second.pid}")
