@@ -64,9 +64,11 @@ def _sync_record(summary: dict[str, Any], close_time) -> None:
 
 
 def list_workflows(status: str | None = None, workflow_type: str | None = None, limit: int = 20) -> list[dict]:
-    """The newest workflows on the configured task queue, with their job record's status."""
+    """The newest workflows on the configured task queue, one row per workflow id: its latest run
+    (a continued-as-new workflow has several), how many runs it had, and its job record's status."""
     config = client.require_enabled()
-    clauses = [f'TaskQueue = "{config.task_queue}"']
+    queue = f'TaskQueue = "{config.task_queue}"'
+    clauses = [queue]
     if status:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
@@ -76,13 +78,29 @@ def list_workflows(status: str | None = None, workflow_type: str | None = None, 
             raise ValueError(f"{workflow_type!r} is not a workflow type name")
         clauses.append(f'WorkflowType = "{workflow_type}"')
 
-    async def call(temporal) -> list:
-        return [execution async for execution in temporal.list_workflows(" AND ".join(clauses), limit=limit)]
+    async def call(temporal) -> dict[str, list]:
+        runs: dict[str, list] = {}  # workflow id -> its runs, ids in the listing's order
+        async for execution in temporal.list_workflows(" AND ".join(clauses)):
+            if execution.id not in runs and len(runs) >= limit:
+                break
+            runs.setdefault(execution.id, []).append(execution)
+        # Every run of those ids, also the ones the filters leave out (ids that cannot be quoted keep theirs).
+        quotable = [job_id for job_id in runs if _NAME_RE.fullmatch(job_id)]
+        if quotable:
+            every = {job_id: [] for job_id in quotable}
+            ids = ", ".join(f'"{job_id}"' for job_id in quotable)
+            async for execution in temporal.list_workflows(f"{queue} AND WorkflowId IN ({ids})"):
+                every[execution.id].append(execution)
+            runs.update({job_id: found for job_id, found in every.items() if found})
+        return runs
 
-    executions = client.run(call, config)
-    rows = [_summary(execution) for execution in executions]
-    for row, execution in zip(rows, executions, strict=True):
-        _sync_record(row, execution.close_time)
+    rows = []
+    for executions in client.run(call, config).values():
+        latest = max(executions, key=lambda execution: execution.start_time)
+        row = _summary(latest)
+        row["runs"] = len(executions)
+        _sync_record(row, latest.close_time)
+        rows.append(row)
     statuses = dict(
         JobRecord.objects.filter(message_id__in=[row["job_id"] for row in rows]).values_list("message_id", "status")
     )

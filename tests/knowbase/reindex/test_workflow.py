@@ -3,7 +3,10 @@ completion, the approval gate, pause/resume, cancel with compensation."""
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
 
 from apps.knowbase.models import DocumentBackup
 from apps.tasks.models import JobBackend, JobStatus
@@ -157,11 +160,22 @@ def test_a_long_walk_continues_as_new_and_a_cancel_still_restores_every_run_s_wo
     assert query_progress(job_id)["restored"] == 5
     assert chunks(ids) == before and backups(job_id) == 0
 
-    def runs() -> list[str]:
+    # One row per workflow id: its latest run, and how many runs it took.
+    def rows() -> list[dict]:
         listed = control.list_workflows(workflow_type="ReindexKnowledgeWorkflow", limit=50)
-        return sorted(row["status"] for row in listed if row["job_id"] == job_id)
+        return [row for row in listed if row["job_id"] == job_id]
 
-    wait_for(lambda: runs() == ["CANCELED", "CONTINUED_AS_NEW", "CONTINUED_AS_NEW"], timeout=30)
+    row = wait_for(lambda: (found := rows()) and found[0]["status"] == "CANCELED" and found, timeout=30)
+    assert [(r["status"], r["runs"], r["record_status"]) for r in row] == [("CANCELED", 3, "cancelled")]
+    out = StringIO()
+    call_command("workflows", "list", "--type", "ReindexKnowledgeWorkflow", stdout=out)
+    lines = out.getvalue().splitlines()
+    mine = [line for line in lines if job_id in line]
+    assert len(mine) == 1, lines
+    # Columns are as wide as their content: each value starts under its header.
+    header = lines[0]
+    for column, value in (("status", "CANCELED"), ("runs", "3"), ("record", "cancelled")):
+        assert mine[0][header.index(column) :].split(" ", 1)[0] == value, lines
 
 
 def test_a_batch_failing_for_good_restores_and_fails_without_saying_cancelled(worker):

@@ -19,7 +19,7 @@ from django.core.management.base import CommandError
 from apps.tasks.management.base import OperatorCommand
 from apps.tasks.models import JobStatus
 from apps.tasks.services import control, dead_letters, queues, records, workers
-from apps.tasks.text import shorten, was_shortened
+from apps.tasks.text import table
 
 
 class Command(OperatorCommand):
@@ -93,26 +93,8 @@ class Command(OperatorCommand):
         if not rows:
             self.stdout.write("(none)")
             return
-        limits = limits or {}
-        cut: dict[str, int] = {}
-        cells = []
-        for row in rows:
-            cells.append([])
-            for header, value in zip(headers, row, strict=True):
-                text = str(value)
-                if header in limits:
-                    shown = shorten(text, limits[header])
-                    if was_shortened(text, shown):
-                        cut[header] = limits[header]
-                    text = shown
-                cells[-1].append(text)
-        widths = [max(len(header), *(len(row[index]) for row in cells)) for index, header in enumerate(headers)]
-        self.stdout.write("  ".join(header.ljust(width) for header, width in zip(headers, widths, strict=True)))
-        for row in cells:
-            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-        if cut:
-            columns = ", ".join(f"{header} cut at {limit} chars" for header, limit in cut.items())
-            self.stdout.write(f"({columns}; use --json for the full text)")
+        for line in table(headers, rows, limits):
+            self.stdout.write(line)
 
     # --- actions ----------------------------------------------------------------------------
 

@@ -13,6 +13,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.workflows.management.clean_exit import CleanExitMixin
 
+#: The widest a workflow type is shown in ``list`` (``--json`` has it whole).
+TYPE_WIDTH = 40
+
 
 def _json_arg(text: str) -> Any:
     try:
@@ -29,7 +32,7 @@ class Command(CleanExitMixin, BaseCommand):
 
         parser.add_argument("--json", action="store_true", dest="as_json", help="Machine-readable output.")
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-        listing = sub.add_parser("list", help="Recent workflows on the task queue.")
+        listing = sub.add_parser("list", help="Recent workflows on the task queue (one row per id: its latest run).")
         listing.add_argument("--status", choices=sorted(STATUSES))
         listing.add_argument("--type", dest="workflow_type", help="Only this workflow type.")
         listing.add_argument("--limit", type=int, default=20)
@@ -65,19 +68,23 @@ class Command(CleanExitMixin, BaseCommand):
         self.stdout.write(json.dumps(data, indent=2, default=str))
 
     def _list(self, status: str | None, workflow_type: str | None, limit: int, **options: Any) -> None:
+        from apps.tasks.text import table
         from apps.workflows.control import list_workflows
 
         rows = list_workflows(status=status, workflow_type=workflow_type, limit=limit)
         if self.as_json:
             return self._print_json(rows)
-        self.stdout.write(f"{'job id':<38}{'type':<28}{'status':<12}{'record':<12}started")
-        for row in rows:
-            self.stdout.write(
-                f"{row['job_id']:<38}{row['workflow_type']:<28}{row['status']:<12}{row['record_status'] or '-':<12}"
-                f"{row['start_time']}"
-            )
         if not rows:
-            self.stdout.write("(no workflows)")
+            return self.stdout.write("(no workflows)")
+        headers = ["job id", "type", "status", "runs", "record", "started"]
+        cells = [
+            [row["job_id"], row["workflow_type"], row["status"], row["runs"], row["record_status"] or "-",
+             row["start_time"]]
+            for row in rows
+        ]  # fmt: skip
+        # Ids stay whole (they are copied into the next command); a long type name is cut, and said so.
+        for line in table(headers, cells, limits={"type": TYPE_WIDTH}):
+            self.stdout.write(line)
 
     def _describe(self, job_id: str, **options: Any) -> None:
         from apps.workflows.control import describe
