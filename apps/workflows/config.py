@@ -8,7 +8,7 @@ from importlib.util import find_spec
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from apps.tasks.config import check_module_names, check_name
-from apps.workflows.heartbeat import DEFAULT_HEARTBEAT_TIMEOUT
+from apps.workflows.defaults import DEFAULT_HEARTBEAT_TIMEOUT
 
 _TEMPORAL_ADDRESS_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}")
 

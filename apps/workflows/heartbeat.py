@@ -18,8 +18,9 @@ from typing import Any
 
 from temporalio import activity
 
-#: The default heartbeat time-out (seconds) of this project's activities (``TEMPORAL_CONFIG.heartbeat_timeout``).
-DEFAULT_HEARTBEAT_TIMEOUT = 5.0
+from apps.workflows.defaults import DEFAULT_HEARTBEAT_TIMEOUT
+
+__all__ = ["DEFAULT_HEARTBEAT_TIMEOUT", "Heartbeat", "beat_interval", "heartbeating"]
 #: Beats per time-out: several, so a late one (a busy host, the SDK's throttling) does not time it out.
 BEATS_PER_TIMEOUT = 4
 

@@ -98,3 +98,10 @@ def test_workflow_modules_import_no_django_at_module_level():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_settings_load_without_the_workflows_extra():
+    """A project's settings import TemporalConfig; temporalio is the optional ``workflows`` extra."""
+    code = "import sys; sys.modules['temporalio'] = None; import apps.workflows.config; print('loaded')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "loaded", done.stderr
