@@ -92,3 +92,28 @@ async def _probe(temporal) -> dict[str, Any]:
         "workers": sorted(workers.values(), key=lambda entry: entry["identity"]),
         "open_workflows": count.count,
     }
+
+
+def dashboard_workers(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The live Temporal workers of the health ``report``'s "temporal" section as rows of the
+    dashboard's workers panel (``apps.tasks.services.dashboard.register_worker_source``)."""
+    section = report.get("temporal") or {}
+    rows = []
+    for entry in section.get("workers", []):
+        if not entry["live"]:  # the panel lists live workers; the server keeps stopped ones a while
+            continue
+        host, _, pid = entry["identity"].rpartition(":")  # runtemporal's identity is host:pid
+        rows.append(
+            {
+                "worker_id": f"temporal:{entry['identity']}",
+                "host": host if pid.isdigit() else entry["identity"],
+                "pid": int(pid) if pid.isdigit() else None,
+                "queues": [section["task_queue"]],
+                "polls": entry["kinds"],
+                "threads": None,
+                "tasks_processed": None,
+                "uptime_seconds": None,
+                "last_seen_seconds_ago": entry["seconds_since_poll"],
+            }
+        )
+    return rows

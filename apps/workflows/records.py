@@ -101,8 +101,12 @@ def apply_workflow_event(event: WorkflowEvent) -> None:
             transition.error_message = event.error_message or event.event
             transition.event = event.event if event.event == "cancelled" else None
     # Synchronously: once a workflow's result is out, so is its record. This process's buffered
-    # activity events are published first, so the stream stays in order.
-    records.record(transition, wait=True)
+    # activity events are published first, so the stream stays in order. A final record is counted
+    # on the dashboard once, though a retried record activity may write it again.
+    if event.event == "started":
+        records.record(transition, wait=True)
+    else:
+        records.record_final(transition)
 
 
 @activity.defn(name=RECORD_ACTIVITY)
@@ -140,7 +144,7 @@ def reconcile(job_id: str, status: str, close_time: datetime | None, workflow_ty
     job_status, error_type = mapped
     finished = close_time or now()
     started = record.started_at if record is not None else None
-    records.record(
+    records.record_final(  # counted once, though the worker may report the same end meanwhile
         Transition(
             message_id=job_id,
             actor_name=workflow_type,
@@ -152,7 +156,6 @@ def reconcile(job_id: str, status: str, close_time: datetime | None, workflow_ty
             error_type=error_type,
             error_message=f"workflow {status.lower()}" if error_type else "",
             backend=SOURCE,
-        ),
-        wait=True,
+        )
     )
     return True

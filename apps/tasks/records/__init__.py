@@ -19,10 +19,12 @@ from typing import Any
 
 from django.db import transaction
 
-from .buffer import get_recorder, publish_events, wait_until_flushed
+from apps.tasks.status import TERMINAL_STATUSES
+
+from .buffer import count_finished, get_recorder, publish_events, wait_until_flushed
 from .events import event_fields, events_for
 from .sinks import EventSink, set_event_sink
-from .sql import insert_new, recorded_status, write_transitions
+from .sql import insert_new, locked_status, recorded_status, write_transitions
 from .transitions import (
     ENQUEUE_ERROR_TYPE,
     SOURCE,
@@ -42,6 +44,7 @@ __all__ = [
     "EventSink",
     "Transition",
     "attempt_number",
+    "count_finished",
     "event_fields",
     "events_for",
     "flush",
@@ -52,6 +55,7 @@ __all__ = [
     "pending",
     "record",
     "record_event",
+    "record_final",
     "recorded_by_caller",
     "recorded_status",
     "retrying",
@@ -96,6 +100,26 @@ def record(
     if events:
         transaction.on_commit(partial(_publish_or_buffer, events), using=using)
     return events
+
+
+def record_final(transition: Transition, *, using: str = "default") -> bool:
+    """Record a job's final transition now (``record(wait=True)``) and count it in the dashboard's
+    per-minute counters once the record commits; True when it was counted.
+
+    For writers outside the buffer (the buffer counts what it flushes) whose final record may be
+    written more than once (a retried record activity, a reconcile racing the worker): it counts
+    only the write that made the record final. The row lock orders two such writers of one job.
+    """
+    with transaction.atomic(using=using):
+        before = locked_status(transition.message_id, using=using)
+        record(transition, wait=True, using=using)
+        # The upsert keeps a newer stored transition: count only if this one is what the record says now.
+        counted = before not in TERMINAL_STATUSES and locked_status(transition.message_id, using=using) == (
+            transition.status
+        )
+        if counted:
+            transaction.on_commit(partial(count_finished, [transition]), using=using)
+    return counted
 
 
 def record_event(event: dict[str, str], *, wait: bool = False) -> None:

@@ -53,6 +53,19 @@ def finished_counts(transitions: Iterable[Transition]) -> dict[tuple[int, str], 
     return counts
 
 
+def count_finished(transitions: Iterable[Transition]) -> None:
+    """Add the jobs these transitions finish to the sink's per-minute counters (the dashboard chart).
+    Logged, never raised: a counter is not worth failing the record it follows."""
+    counts = finished_counts(transitions)
+    sink = event_sink()
+    if not counts or sink is None:
+        return
+    try:
+        sink.count_finished(counts)
+    except Exception:
+        logger.exception("Could not update the per-minute job counters.")
+
+
 def publish_events(events: list[dict[str, str]]) -> None:
     """Append events to the sink's stream now (raises what the sink raises)."""
     sink = event_sink()
@@ -112,23 +125,14 @@ class Recorder:
                 connections["default"].close()
                 return False
             self._settle(settlements)
-            self._count_finished(transitions.values())
+            # Coalesced per job: a job finished once in this batch is counted once.
+            count_finished(transitions.values())
             try:
                 publish_events(events)
             except Exception:
                 logger.exception("Could not publish %d lifecycle events; will retry.", len(events))
                 self._keep({}, {}, events)
             return True
-
-    def _count_finished(self, transitions: Iterable[Transition]) -> None:
-        counts = finished_counts(transitions)
-        sink = event_sink()
-        if not counts or sink is None:
-            return
-        try:
-            sink.count_finished(counts)
-        except Exception:
-            logger.exception("Could not update the per-minute job counters.")
 
     def _settle(self, settlements: Settlements) -> None:
         for (callback, key), items in settlements.items():

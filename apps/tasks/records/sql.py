@@ -216,6 +216,14 @@ def insert_new(transition: Transition, using: str = "default") -> None:
         cursor.execute(sql, row)
 
 
+def locked_status(message_id: str, using: str = "default") -> str | None:
+    """The job record's status, its row locked to the end of the caller's transaction (None: no record)."""
+    from apps.tasks.models import JobRecord
+
+    rows = JobRecord.objects.using(using).select_for_update().filter(message_id=message_id)
+    return rows.values_list("status", flat=True).first()
+
+
 def recorded_status(message_id: str) -> str | None:
     """The status the job's record has now, or None when it has none."""
     from apps.tasks.models import JobRecord

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from html import escape
 from typing import Any
@@ -32,6 +33,36 @@ RECENT_EVENTS = 25
 FINAL_FAILURES = tuple(status for status, series in COUNTED_STATUSES.items() if series == "failed")
 #: Worst first; the admin's message styles (ul.messagelist li.error / .warning / plain = success).
 LEVELS = ("error", "warning", "success")
+
+#: Workers of other backends for the workers panel, by kind, from the health report (``apps.workflows``
+#: adds "temporal" from its report section), so this app never imports them and asks nothing twice.
+_worker_sources: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {}
+
+
+def register_worker_source(kind: str, rows: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    """Add ``rows(report)`` to the workers panel with ``kind``; registering a kind again replaces it.
+
+    A row has the panel's keys: ``worker_id`` (unique), ``host``, ``pid`` (or None), ``queues``,
+    ``last_seen_seconds_ago``; ``threads``, ``tasks_processed``, ``uptime_seconds`` may be None.
+    """
+    _worker_sources[kind] = rows
+
+
+def dashboard_workers(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Live dramatiq workers (the registry), then each registered source's, every row with its ``kind``."""
+    now = time.time()
+    workers = [
+        {
+            **worker,
+            "kind": "dramatiq",
+            "last_seen_seconds_ago": round(now - worker["last_seen"], 1),
+            "uptime_seconds": round(now - worker["started_at"]),
+        }
+        for worker in report.get("workers", [])
+    ]
+    for kind, rows in _worker_sources.items():
+        workers.extend({**row, "kind": kind} for row in rows(report))
+    return workers
 
 
 def minute_series(minutes: int = CHART_MINUTES) -> list[dict[str, int]]:
@@ -237,7 +268,6 @@ def dashboard_data(report: dict[str, Any]) -> dict[str, Any]:
     failed = sum(point["failed"] for point in series)
     # The window the series covers: from the start of its first minute bucket.
     since = datetime.fromtimestamp(series[0]["minute"] if series else time.time(), tz=timezone.utc)
-    now = time.time()
     return {
         "generated_at": datetime.now(timezone.utc).isoformat(),
         "status": report["status"],
@@ -245,14 +275,7 @@ def dashboard_data(report: dict[str, Any]) -> dict[str, Any]:
         "queues": [
             {**stat, "list_url": job_list_url(queue_name=stat["name"])} for stat in report.get("queues", {}).values()
         ],
-        "workers": [
-            {
-                **worker,
-                "last_seen_seconds_ago": round(now - worker["last_seen"], 1),
-                "uptime_seconds": round(now - worker["started_at"]),
-            }
-            for worker in report.get("workers", [])
-        ],
+        "workers": dashboard_workers(report),
         "series": series,
         "chart_svg": render_chart(series),
         "completed_last_hour": completed,
