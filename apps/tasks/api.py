@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -180,15 +181,9 @@ def job_retry(request: HttpRequest, job_id: str) -> JsonResponse:
 @valid_job_id
 def job_cancel(request: HttpRequest, job_id: str) -> JsonResponse:
     """Cancel a pending or delayed job: 200, 404, or 409 with the reason (running, finished...)."""
-    by = who(request)
-    try:
-        outcome = control.cancel_job(job_id, by=by, reason=str(request.POST.get("reason", ""))[:500])
-    except JobRecord.DoesNotExist:
-        return error(404, f"no job {job_id!r}")
-    except control.CannotCancel as exc:
-        return error(409, str(exc))
-    except Exception as exc:  # broker down: say so, as JSON
-        return error(503, mask_text(f"cancel failed: {type(exc).__name__}: {exc}"))
+    outcome = _control(request, job_id, "cancel", control.cancel_job)
+    if isinstance(outcome, JsonResponse):
+        return outcome
     return JsonResponse({"job_id": job_id, "cancelled": True, "how": outcome})
 
 
@@ -204,16 +199,23 @@ def job_abort(request: HttpRequest, job_id: str) -> JsonResponse:
         return error(400, "grace must be a number of seconds")
     if not 0 <= grace <= 3600:
         return error(400, "grace must be between 0 and 3600 seconds")
+    failure = _control(request, job_id, "abort", control.abort_job, grace_seconds=grace)
+    if isinstance(failure, JsonResponse):
+        return failure
+    return JsonResponse({"job_id": job_id, "abort_requested": True, "grace_seconds": grace}, status=202)
+
+
+def _control(request: HttpRequest, job_id: str, verb: str, operation, **options: Any) -> Any:
+    """``operation(job_id, by=, reason=, **options)``'s result, or the JSON error saying why not:
+    404 (no such job), 409 (refused: running, finished...), 503 (the broker is down)."""
     try:
-        reason = str(request.POST.get("reason", ""))[:500]
-        control.abort_job(job_id, by=who(request), reason=reason, grace_seconds=grace)
+        return operation(job_id, by=who(request), reason=str(request.POST.get("reason", ""))[:500], **options)
     except JobRecord.DoesNotExist:
         return error(404, f"no job {job_id!r}")
     except control.CannotCancel as exc:
         return error(409, str(exc))
     except Exception as exc:  # broker down: say so, as JSON
-        return error(503, mask_text(f"abort failed: {type(exc).__name__}: {exc}"))
-    return JsonResponse({"job_id": job_id, "abort_requested": True, "grace_seconds": grace}, status=202)
+        return error(503, mask_text(f"{verb} failed: {type(exc).__name__}: {exc}"))
 
 
 @methods("POST")
